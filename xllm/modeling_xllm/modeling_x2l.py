@@ -1,0 +1,29 @@
+"""Base class of the X2L interfaces (Q-Former, C-Former, linear).
+
+Each interface is a `PreTrainedModel` of its own: stage-1 pre-training saves and loads it alone
+(`save_pretrained` / `from_pretrained`), and transformers dispatches its attention implementation
+(`sdpa`, `eager`, flash) like any sub-model's.
+"""
+
+from transformers import PreTrainedModel
+
+from .configuration_xllm import XLLMInterfaceConfig
+
+
+class XLLMInterfacePreTrainedModel(PreTrainedModel):
+    config: XLLMInterfaceConfig
+    base_model_prefix = "interface"
+    supports_gradient_checkpointing = True
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _keep_in_fp32_modules = ["query_tokens", "encoder_layer_norm", "embedding_layer_norm"]
+
+    @property
+    def num_output_tokens(self) -> int:
+        """Embeddings per input item (per frame or window for videos and audio)."""
+        return self.config.num_query_tokens
+
+
+__all__ = ["XLLMInterfacePreTrainedModel"]

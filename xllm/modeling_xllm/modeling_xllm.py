@@ -1,0 +1,407 @@
+"""X-LLM: frozen modality encoders -> trainable X2L interfaces -> a frozen LLM.
+
+Layout follows transformers' LLaVA: `XLLMModel` (encoders, interfaces, LLM backbone) returns
+hidden states; `XLLMForConditionalGeneration` adds the LM head, the loss and generation.
+
+The forward pass is one straight path:
+    text embeddings
+    -> for each modality present: encoder -> interface -> features (items, tokens, llm_width)
+    -> features written over that modality's placeholder tokens
+    -> the LLM.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.cache_utils import Cache
+from transformers.generation import GenerationMixin
+from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
+from transformers.modeling_utils import slice_logits_to_keep
+from transformers.models.blip_2.modeling_blip_2 import Blip2VisionModel
+from transformers.models.instructblip.modeling_instructblip import InstructBlipVisionModel
+
+from .configuration_xllm import ENCODER_OF_MODALITY, MODALITIES, XLLMConfig, XLLMInterfaceConfig
+from .modeling_qformer import QFormerInterface
+
+# Encoders whose config class has no entry in `AutoModel`'s mapping.
+ENCODER_CLASSES_OUTSIDE_AUTO = {
+    "blip_2_vision_model": Blip2VisionModel,
+    "instructblip_vision_model": InstructBlipVisionModel,
+}
+
+# The keyword under which each modality's media reach `forward` (what the processor returns).
+MEDIA_INPUT_NAMES = {
+    "image": "pixel_values",
+    "video": "pixel_values_videos",
+}
+
+
+def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
+    """Any transformers encoder from its config, through `AutoModel` where the mapping knows it."""
+    encoder_class = ENCODER_CLASSES_OUTSIDE_AUTO.get(config.model_type)
+    if encoder_class is not None:
+        return encoder_class._from_config(config)
+    return AutoModel.from_config(config)
+
+
+def build_interface(config: XLLMInterfaceConfig) -> nn.Module:
+    if config.kind == "qformer":
+        return QFormerInterface(config)
+    raise ValueError(f"Interface kind {config.kind!r} is not available in this model.")
+
+
+def select_encoder_features(hidden_states: tuple[torch.Tensor, ...], config: XLLMInterfaceConfig) -> torch.Tensor:
+    """The encoder layer that feeds the interface, with or without its first (CLS) token."""
+    features = hidden_states[config.encoder_feature_layer]  # (inputs, tokens, encoder_width)
+    return features if config.encoder_keep_cls else features[:, 1:]
+
+
+def items_per_sample_rows(input_ids: torch.Tensor, token_id: int, tokens_per_item: int) -> torch.Tensor:
+    """Batch row of each media item, read from its block of placeholder tokens (row-major order,
+    the order in which `masked_scatter` fills placeholders)."""
+    placeholder_rows = torch.nonzero(input_ids == token_id)[:, 0]
+    return placeholder_rows[::tokens_per_item]
+
+
+@dataclass
+class XLLMModelOutputWithPast(BaseModelOutputWithPast):
+    """`BaseModelOutputWithPast` plus the interface outputs of each modality present in the input.
+
+    modality_features (`dict[str, torch.Tensor]`): modality -> (items, tokens, llm_width).
+    """
+
+    modality_features: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class XLLMCausalLMOutputWithPast(ModelOutput):
+    """Language-modelling outputs of [`XLLMForConditionalGeneration`]."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    modality_features: dict[str, torch.Tensor] | None = None
+
+
+class XLLMPreTrainedModel(PreTrainedModel):
+    config: XLLMConfig
+    base_model_prefix = "model"
+    input_modalities = ("image", "video", "audio", "text")
+    supports_gradient_checkpointing = True
+    _skip_keys_device_placement = ["past_key_values"]
+    _no_split_modules = ["QFormerLayer"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def component(self, name: str) -> nn.Module:
+        """A component by name: `encoders`, `encoders.vision`, `interfaces`, `interfaces.image`,
+        `language_model`, `lm_head`."""
+        for root in (self, getattr(self, "model", None)):
+            if root is not None and isinstance(getattr(root, name.split(".")[0], None), nn.Module):
+                return root.get_submodule(name)
+        raise ValueError(f"Unknown component {name!r}; expected one of {list(self.trainable_parameter_report())}.")
+
+    def freeze(self, *names: str) -> None:
+        """Stop gradients to the named components (see `component`)."""
+        for name in names:
+            self.component(name).requires_grad_(False)
+
+    def unfreeze(self, *names: str) -> None:
+        for name in names:
+            self.component(name).requires_grad_(True)
+
+    def trainable_parameter_report(self) -> dict[str, dict[str, int]]:
+        """Trainable and total parameter counts per component (each encoder and interface apart)."""
+        base = getattr(self, "model", self)
+        components = {f"encoders.{k}": v for k, v in base.encoders.items()}
+        components.update({f"interfaces.{k}": v for k, v in base.interfaces.items()})
+        components["language_model"] = base.language_model
+        if isinstance(getattr(self, "lm_head", None), nn.Module):
+            components["lm_head"] = self.lm_head
+        report = {}
+        for name, module in components.items():
+            parameters = list(module.parameters())
+            report[name] = {
+                "trainable": sum(p.numel() for p in parameters if p.requires_grad),
+                "total": sum(p.numel() for p in parameters),
+            }
+        return report
+
+
+class XLLMModel(XLLMPreTrainedModel):
+    """Encoders, one interface per modality and the LLM backbone (no LM head)."""
+
+    def __init__(self, config: XLLMConfig):
+        super().__init__(config)
+        encoder_fields = sorted({ENCODER_OF_MODALITY[m] for m in config.modalities})
+        self.encoders = nn.ModuleDict(
+            {field.removesuffix("_config"): build_encoder(getattr(config, field)) for field in encoder_fields}
+        )
+        self.interfaces = nn.ModuleDict(
+            {m: build_interface(config.interface_config(m)) for m in config.modalities}
+        )
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+        self.freeze("encoders", "language_model")  # frozen by default: only interfaces train
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def encoder_for(self, modality: str) -> PreTrainedModel:
+        return self.encoders[ENCODER_OF_MODALITY[modality].removesuffix("_config")]
+
+    def _require_modality(self, modality: str) -> None:
+        if modality not in self.interfaces:
+            raise ValueError(
+                f"This model has no {modality} interface (it has: {', '.join(self.interfaces) or 'none'})."
+            )
+
+    def _encode(self, modality: str, **encoder_inputs) -> torch.Tensor:
+        """Run the modality's frozen encoder and pick the features its interface reads."""
+        encoder = self.encoder_for(modality)
+        outputs = encoder(**encoder_inputs, output_hidden_states=True, return_dict=True)
+        return select_encoder_features(outputs.hidden_states, self.config.interface_config(modality))
+
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        qformer_input_ids: torch.Tensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(images, channels, height, width) -> (images, num_query_tokens, llm_width).
+
+        `qformer_input_ids` / `qformer_attention_mask` hold one instruction row per image.
+        """
+        self._require_modality("image")
+        encoder = self.encoder_for("image")
+        features = self._encode("image", pixel_values=pixel_values.to(encoder.dtype))
+        return self.interfaces["image"](features, qformer_input_ids, qformer_attention_mask)
+
+    def get_video_features(
+        self,
+        pixel_values_videos: torch.Tensor,
+        qformer_input_ids: torch.Tensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(videos, frames, channels, height, width) -> (videos, frames * num_query_tokens, llm_width).
+
+        Every frame goes through the encoder and the video Q-Former in one batch (the instruction
+        repeated per frame); per-frame query outputs are concatenated in time order.
+        """
+        self._require_modality("video")
+        videos, frames = pixel_values_videos.shape[:2]
+        encoder = self.encoder_for("video")
+        frame_pixels = pixel_values_videos.flatten(0, 1).to(encoder.dtype)  # (videos * frames, C, H, W)
+        features = self._encode("video", pixel_values=frame_pixels)
+        if qformer_input_ids is not None:
+            qformer_input_ids = qformer_input_ids.repeat_interleave(frames, dim=0)
+        if qformer_attention_mask is not None:
+            qformer_attention_mask = qformer_attention_mask.repeat_interleave(frames, dim=0)
+        frame_queries = self.interfaces["video"](features, qformer_input_ids, qformer_attention_mask)
+        return frame_queries.reshape(videos, -1, frame_queries.shape[-1])  # (videos, frames * queries, width)
+
+    def _modality_features(
+        self,
+        modality: str,
+        media: torch.Tensor,
+        input_ids: torch.Tensor,
+        qformer_input_ids: torch.Tensor | None,
+        qformer_attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Interface outputs for one modality, each item reading the instruction of its own sample."""
+        self._require_modality(modality)
+        token_id = self.config.placeholder_token_id(modality)
+        tokens_per_item = self.interfaces[modality].num_output_tokens
+        if modality == "video":
+            tokens_per_item *= media.shape[1]
+        self._check_placeholder_count(modality, input_ids, token_id, media.shape[0], tokens_per_item)
+        if qformer_input_ids is not None:
+            rows = items_per_sample_rows(input_ids, token_id, tokens_per_item)
+            qformer_input_ids = qformer_input_ids[rows]
+            qformer_attention_mask = None if qformer_attention_mask is None else qformer_attention_mask[rows]
+        feature_function = self.get_video_features if modality == "video" else self.get_image_features
+        return feature_function(media, qformer_input_ids, qformer_attention_mask)
+
+    @staticmethod
+    def _check_placeholder_count(
+        modality: str, input_ids: torch.Tensor, token_id: int, num_items: int, tokens_per_item: int
+    ) -> None:
+        num_placeholders = int((input_ids == token_id).sum())
+        if num_placeholders != num_items * tokens_per_item:
+            raise ValueError(
+                f"The text has {num_placeholders} {modality} placeholder tokens but the {modality} features need "
+                f"{num_items * tokens_per_item} ({num_items} {modality} input(s) x {tokens_per_item} tokens). "
+                f"Build the inputs with XLLMProcessor, which expands each <{modality}> to the right length."
+            )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        mm_encoder_outputs: dict[str, torch.Tensor] | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> XLLMModelOutputWithPast:
+        r"""
+        pixel_values (`torch.Tensor` of shape `(images, channels, height, width)`): all images of the batch.
+        pixel_values_videos (`torch.Tensor` of shape `(videos, frames, channels, height, width)`).
+        qformer_input_ids (`torch.LongTensor` of shape `(batch, instruction_length)`): the instruction
+            of each sample in the Q-Former's vocabulary (instruction-aware interfaces only).
+        mm_encoder_outputs (`dict[str, torch.Tensor]`): precomputed interface outputs per modality,
+            `(items, tokens, llm_width)`, used instead of running encoder and interface.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        media = {"image": pixel_values, "video": pixel_values_videos}
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)  # (batch, seq, llm_width)
+        elif any(value is not None for value in media.values()):
+            raise ValueError("Media inputs need `input_ids` to locate their placeholders; got `inputs_embeds` only.")
+
+        modality_features = dict(mm_encoder_outputs or {})
+        for modality, values in media.items():
+            if values is not None and modality not in modality_features:
+                modality_features[modality] = self._modality_features(
+                    modality, values, input_ids, qformer_input_ids, qformer_attention_mask
+                )
+        for modality, features in modality_features.items():
+            token_id = self.config.placeholder_token_id(modality)
+            self._check_placeholder_count(modality, input_ids, token_id, features.shape[0], features.shape[1])
+            placeholder_mask = (input_ids == token_id).unsqueeze(-1)  # (batch, seq, 1)
+            inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask, features.to(inputs_embeds.dtype))
+
+        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
+            # Left padding must not shift positions: each sample counts from its first real token.
+            past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past_length:]
+
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return XLLMModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            modality_features=modality_features or None,
+        )
+
+
+def input_embedding_path(module: nn.Module) -> str:
+    """Dotted name of the module's input-embedding layer (`embed_tokens`, `decoder.embed_tokens`, ...)."""
+    embeddings = module.get_input_embeddings()
+    for name, child in module.named_modules():
+        if child is embeddings:
+            return name
+    raise ValueError(f"{type(module).__name__}.get_input_embeddings() is not one of its submodules.")
+
+
+class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
+    """[`XLLMModel`] with the LLM's language-modelling head: loss and `generate()`."""
+
+    def __init__(self, config: XLLMConfig):
+        super().__init__(config)
+        self.model = XLLMModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        embedding_name = input_embedding_path(self.model.language_model)
+        self._tied_weights_keys = {"lm_head.weight": f"model.language_model.{embedding_name}.weight"}
+        self.post_init()
+        self.freeze("lm_head")
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def _supports_mm_encoder_outputs(self) -> bool:
+        # `generate` would otherwise pre-encode media with one instruction per *sample*; `forward`
+        # encodes them at prefill, where each item is matched with its own sample's instruction.
+        return False
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.lm_head = value
+
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values, **kwargs)
+
+    def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model.get_video_features(pixel_values_videos, **kwargs)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        mm_encoder_outputs: dict[str, torch.Tensor] | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> XLLMCausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch, seq)`): next-token targets aligned with
+            `input_ids`; -100 marks positions without loss (prompt, placeholders, padding).
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            pixel_values=pixel_values,
+            pixel_values_videos=pixel_values_videos,
+            qformer_input_ids=qformer_input_ids,
+            qformer_attention_mask=qformer_attention_mask,
+            mm_encoder_outputs=mm_encoder_outputs,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return XLLMCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            modality_features=outputs.modality_features,
+        )
+
+
+__all__ = ["XLLMForConditionalGeneration", "XLLMModel", "XLLMPreTrainedModel", "MODALITIES"]

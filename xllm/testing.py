@@ -1,0 +1,154 @@
+"""Tiny random-weight X-LLM models and processors for tests, benchmarks and users' own tests.
+
+Everything is built in code (no download): a word-level LLM tokenizer, a small WordPiece
+Q-Former tokenizer, tiny encoder / interface / LLM configs.
+"""
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    AutoConfig,
+    BertTokenizer,
+    BlipImageProcessor,
+    PreTrainedConfig,
+    PreTrainedTokenizerFast,
+)
+
+from .modeling_xllm import XLLMConfig, XLLMForConditionalGeneration, XLLMInterfaceConfig
+from .processing import XLLMProcessor, XLLMVideoProcessor
+
+TINY_WORDS = (
+    "question answer describe the image video what colour shape size is it a an of in on and which one "
+    "red green blue yellow white black circle square triangle star small large left right top bottom "
+    "centre moving up down slow fast first second two there how many this that see you do"
+).split()
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "<video>", "<speech>", "<audio>", "<point_cloud>"]
+PUNCTUATION = [":", "?", ".", ","]
+
+TINY_TEXT_CONFIGS = {
+    "llama": dict(model_type="llama", num_key_value_heads=2),
+    "qwen2": dict(model_type="qwen2", num_key_value_heads=2),
+    "opt": dict(model_type="opt", ffn_dim=64, word_embed_proj_dim=32, max_position_embeddings=128),
+}
+TINY_VISION_CONFIGS = {
+    "clip_vision_model": dict(model_type="clip_vision_model", image_size=32, patch_size=8),
+    "siglip_vision_model": dict(model_type="siglip_vision_model", image_size=32, patch_size=8),
+    "blip_2_vision_model": dict(model_type="blip_2_vision_model", image_size=32, patch_size=8),
+}
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level LLM tokenizer over a few dozen words, with the placeholder tokens."""
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + PUNCTUATION + TINY_WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens=SPECIAL_TOKENS[4:],
+        model_max_length=512,
+    )
+
+
+def tiny_qformer_tokenizer() -> BertTokenizer:
+    """A lower-casing WordPiece tokenizer (BERT conventions) over the same words."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + PUNCTUATION + TINY_WORDS
+    return BertTokenizer(vocab={token: index for index, token in enumerate(vocab)}, model_max_length=128)
+
+
+def tiny_text_config(model_type: str = "llama", vocab_size: int = 64) -> PreTrainedConfig:
+    kwargs = dict(TINY_TEXT_CONFIGS[model_type])
+    return AutoConfig.for_model(
+        kwargs.pop("model_type"),
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **kwargs,
+    )
+
+
+def tiny_vision_config(model_type: str = "clip_vision_model") -> PreTrainedConfig:
+    kwargs = dict(TINY_VISION_CONFIGS[model_type])
+    return AutoConfig.for_model(
+        kwargs.pop("model_type"),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        **kwargs,
+    )
+
+
+def tiny_interface_config(num_query_tokens: int = 4, instruction_aware: bool = True, **kwargs) -> XLLMInterfaceConfig:
+    defaults = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        cross_attention_frequency=1,
+        vocab_size=len(tiny_qformer_tokenizer()),
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    defaults.update(kwargs)
+    return XLLMInterfaceConfig(num_query_tokens=num_query_tokens, instruction_aware=instruction_aware, **defaults)
+
+
+def tiny_processor(num_query_tokens: int = 4, image_size: int = 32, num_frames: int = 4) -> XLLMProcessor:
+    size = {"height": image_size, "width": image_size}
+    return XLLMProcessor(
+        image_processor=BlipImageProcessor(size=size),
+        video_processor=XLLMVideoProcessor(size=size, num_frames=num_frames),
+        tokenizer=tiny_tokenizer(),
+        qformer_tokenizer=tiny_qformer_tokenizer(),
+        num_query_tokens={"image": num_query_tokens, "video": num_query_tokens},
+    )
+
+
+def tiny_config(
+    text_model_type: str = "llama",
+    vision_model_type: str = "clip_vision_model",
+    num_query_tokens: int = 4,
+    instruction_aware: bool = True,
+    num_video_frames: int = 4,
+) -> XLLMConfig:
+    tokenizer = tiny_tokenizer()
+    interface = tiny_interface_config(num_query_tokens, instruction_aware)
+    return XLLMConfig(
+        text_config=tiny_text_config(text_model_type, vocab_size=len(tokenizer)),
+        vision_config=tiny_vision_config(vision_model_type),
+        image_interface_config=interface,
+        video_interface_config=tiny_interface_config(num_query_tokens, instruction_aware),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        num_video_frames=num_video_frames,
+    )
+
+
+def tiny_model_and_processor(
+    text_model_type: str = "llama",
+    vision_model_type: str = "clip_vision_model",
+    num_query_tokens: int = 4,
+    instruction_aware: bool = True,
+    seed: int = 0,
+) -> tuple[XLLMForConditionalGeneration, XLLMProcessor]:
+    """A small random-weight (model, processor) pair: image + video interfaces, 2-layer LLM.
+
+    Forward and generate take well under a second on a CPU. Encoders and LLM are frozen, as in
+    training; the model is in eval mode.
+    """
+    torch.manual_seed(seed)
+    config = tiny_config(text_model_type, vision_model_type, num_query_tokens, instruction_aware)
+    model = XLLMForConditionalGeneration(config).eval()
+    image_size = config.vision_config.image_size
+    processor = tiny_processor(num_query_tokens, image_size=image_size, num_frames=config.num_video_frames)
+    return model, processor
