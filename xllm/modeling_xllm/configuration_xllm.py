@@ -10,6 +10,12 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .configuration_pointbert import XLLMPointBertConfig
+
+# Encoders of this package must resolve from `config.json` also where `xllm` is not installed
+# (remote code), so their configs register themselves here.
+AutoConfig.register(XLLMPointBertConfig.model_type, XLLMPointBertConfig, exist_ok=True)
+
 MODALITIES = ("image", "video", "speech", "audio", "point_cloud")
 
 # Which encoder config feeds which modality's interface.

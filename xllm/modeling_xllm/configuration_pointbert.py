@@ -1,0 +1,54 @@
+"""Configuration of the PointBERT point-cloud encoder as used by ULIP-2 (Xue et al., 2023).
+
+The defaults are the published ULIP-2 sizes: 8192 input points split into 512 groups of 32
+neighbours, a PointNet token embedder of width 256, and a 12-layer ViT of width 384 with 6 heads.
+"""
+
+from transformers import PretrainedConfig
+
+
+class XLLMPointBertConfig(PretrainedConfig):
+    r"""
+    in_channels (`int`, defaults to 3): 3 for xyz clouds, 6 for xyz + rgb.
+    num_groups (`int`, defaults to 512): group centres chosen by farthest-point sampling.
+    group_size (`int`, defaults to 32): nearest neighbours gathered around every centre.
+    group_embedding_size (`int`, defaults to 256): width of the PointNet token embedder output.
+    position_embedding_size (`int`, defaults to 128): hidden width of the centre-position MLP.
+    hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: the ViT sizes.
+    qkv_bias (`bool`, defaults to False): ULIP-2's blocks have no query/key/value bias.
+
+    Example:
+
+    ```python
+    >>> from xllm.modeling_xllm.configuration_pointbert import XLLMPointBertConfig
+    >>> from xllm.modeling_xllm.modeling_pointbert import XLLMPointBertModel
+    >>> model = XLLMPointBertModel(XLLMPointBertConfig(in_channels=6))
+    ```
+    """
+
+    model_type = "xllm_pointbert"
+
+    in_channels: int = 3
+    num_groups: int = 512
+    group_size: int = 32
+    group_embedding_size: int = 256
+    position_embedding_size: int = 128
+    hidden_size: int = 384
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 6
+    intermediate_size: int = 1536
+    hidden_act: str = "gelu"
+    qkv_bias: bool = False
+    attention_dropout: float = 0.0
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if self.in_channels not in (3, 6):
+            raise ValueError(f"in_channels must be 3 (xyz) or 6 (xyz + rgb), got {self.in_channels}")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})"
+            )
+        super().__post_init__(**kwargs)

@@ -1,0 +1,201 @@
+"""Point-cloud feature extractor: any cloud or mesh in, a fixed-size unit-sphere cloud out.
+
+Every input becomes an (points, 3) xyz or (points, 6) xyz + rgb array, then
+1. `num_points` points are sampled: farthest-point sampling (FPS) or seeded random sampling;
+   FPS starts at the point farthest from the centroid, so the sampled set does not depend on the
+   order of the input points; a cloud with too few points is topped up with repeated points
+   (seeded, with a warning);
+2. xyz is centred at its centroid and divided by the largest norm (the unit sphere, as ULIP-2);
+3. colours are scaled to [0, 1] (0-255 input is detected) and kept, dropped or filled with grey
+   according to `in_channels`.
+
+Accepted inputs: numpy arrays and torch tensors, paths to `.ply`, `.glb`, `.gltf`, `.stl` or
+`.obj` files, trimesh objects (`Trimesh`, `Scene`, `PointCloud`), and the values of a
+`datasets.Mesh` column (decoded trimesh objects, or `{"path", "bytes"}` dicts when decoding is
+off). Meshes are turned into clouds by seeded surface sampling. trimesh is imported only when a
+file or mesh is given.
+
+The model's own sampler (modeling_pointbert.farthest_point_sample) cannot be imported here:
+files in this folder travel with saved checkpoints and may only import their own siblings.
+"""
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from transformers import BatchFeature, FeatureExtractionMixin
+
+MESH_FILE_TYPES = (".ply", ".glb", ".gltf", ".stl", ".obj")
+
+
+def farthest_point_indices(xyz: np.ndarray, count: int) -> np.ndarray:
+    """FPS over (points, 3), starting at the point farthest from the centroid; returns (count,)."""
+    start = int(np.argmax(np.linalg.norm(xyz - xyz.mean(0), axis=1)))
+    chosen = np.empty(count, dtype=np.int64)
+    distance_to_chosen = np.full(len(xyz), np.inf)
+    chosen[0] = start
+    for step in range(1, count):
+        distance = np.sum((xyz - xyz[chosen[step - 1]]) ** 2, axis=1)
+        distance_to_chosen = np.minimum(distance_to_chosen, distance)
+        chosen[step] = int(np.argmax(distance_to_chosen))
+    return chosen
+
+
+def normalise_to_unit_sphere(xyz: np.ndarray) -> np.ndarray:
+    """Centre at the centroid and scale so the farthest point has norm 1."""
+    centred = xyz - xyz.mean(0)
+    radius = np.linalg.norm(centred, axis=1).max()
+    return centred / radius if radius > 0 else centred
+
+
+def check_cloud(points: np.ndarray) -> np.ndarray:
+    """Reject anything that is not a finite (points, 3) or (points, 6) array."""
+    if points.ndim != 2 or points.shape[1] not in (3, 6) or len(points) == 0:
+        raise ValueError(f"a point cloud must have shape (points, 3) or (points, 6), got {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError(
+            f"a point cloud contains NaN or inf values ({int((~np.isfinite(points)).sum())} entries)"
+        )
+    return points
+
+
+def scale_colours(points: np.ndarray) -> np.ndarray:
+    """Colours given as 0-255 are brought to [0, 1]; xyz is left alone."""
+    if points.shape[1] == 6 and points[:, 3:].max() > 1.0:
+        return np.concatenate([points[:, :3], points[:, 3:] / 255.0], axis=1)
+    return points
+
+
+def points_from_trimesh(geometry, count: int, seed: int) -> np.ndarray:
+    """xyz (+ rgb when the geometry has colours) from a trimesh Scene, Trimesh or PointCloud."""
+    import trimesh
+
+    if isinstance(geometry, trimesh.Scene):
+        geometry = geometry.to_geometry()
+    if isinstance(geometry, trimesh.PointCloud):
+        colours = geometry.colors
+        xyz = np.asarray(geometry.vertices)
+        return np.concatenate([xyz, colours[:, :3] / 255.0], axis=1) if len(colours) else xyz
+    if not isinstance(geometry, trimesh.Trimesh):
+        raise ValueError(f"expected a trimesh Trimesh, Scene or PointCloud, got {type(geometry).__name__}")
+    xyz, face_index = trimesh.sample.sample_surface(geometry, count, seed=seed)
+    if geometry.visual.kind in ("vertex", "face"):
+        colours = geometry.visual.face_colors[face_index, :3] / 255.0
+        return np.concatenate([xyz, colours], axis=1)
+    return np.asarray(xyz)
+
+
+def load_mesh_file(source: str | Path | dict):
+    """Open a mesh/point file, or a `datasets.Mesh` value stored as {"path", "bytes"}."""
+    import trimesh
+
+    path = source.get("path") if isinstance(source, dict) else str(source)
+    suffix = Path(path or "").suffix.lower()
+    if suffix not in MESH_FILE_TYPES:
+        raise ValueError(f"mesh files must end in one of {MESH_FILE_TYPES}, got {path!r}")
+    if isinstance(source, dict) and source.get("bytes") is not None:
+        return trimesh.load(io.BytesIO(source["bytes"]), file_type=suffix[1:])
+    return trimesh.load(path)
+
+
+def to_point_array(source, mesh_points: int, seed: int) -> np.ndarray:
+    """Turn one input of any accepted kind into a (points, 3 or 6) float array."""
+    if isinstance(source, np.ndarray) or hasattr(source, "detach"):
+        points = np.asarray(source.detach().cpu() if hasattr(source, "detach") else source, dtype=np.float64)
+    elif isinstance(source, (str, Path, dict)):
+        points = points_from_trimesh(load_mesh_file(source), mesh_points, seed)
+    elif type(source).__module__.startswith("trimesh"):
+        points = points_from_trimesh(source, mesh_points, seed)
+    else:
+        raise ValueError(
+            "a point cloud must be a numpy array, a torch tensor, a mesh file path, a trimesh object or a "
+            f"datasets.Mesh value, got {type(source).__name__}"
+        )
+    return scale_colours(check_cloud(np.asarray(points, dtype=np.float64)))
+
+
+class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
+    """Prepare point clouds for PointBERT: `point_clouds` of shape (batch, num_points, 3 or 6).
+
+    Args:
+        num_points: points per output cloud (ULIP-2: 8192).
+        sampling: "fps" (farthest-point sampling, order independent) or "random" (seeded).
+        in_channels: 3 drops colours, 6 keeps them (grey `default_colour` where none are given),
+            None keeps whatever the inputs have (all clouds of a batch must agree).
+        mesh_points: points drawn from a mesh surface before sampling.
+        seed: seeds random sampling, mesh surface sampling and the topping-up of small clouds.
+    """
+
+    model_input_names = ["point_clouds"]
+
+    def __init__(
+        self,
+        num_points: int = 8192,
+        sampling: str = "fps",
+        in_channels: int | None = None,
+        default_colour: float = 0.4,
+        mesh_points: int = 16384,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if sampling not in ("fps", "random"):
+            raise ValueError(f"sampling must be 'fps' or 'random', got {sampling!r}")
+        if in_channels not in (None, 3, 6):
+            raise ValueError(f"in_channels must be None, 3 or 6, got {in_channels}")
+        if num_points < 1:
+            raise ValueError(f"num_points must be positive, got {num_points}")
+        self.num_points = num_points
+        self.sampling = sampling
+        self.in_channels = in_channels
+        self.default_colour = default_colour
+        self.mesh_points = mesh_points
+        self.seed = seed
+
+    def sample_indices(self, xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`num_points` indices into the cloud; every point plus seeded repeats if it is too small."""
+        if len(xyz) < self.num_points:
+            warnings.warn(
+                f"point cloud has {len(xyz)} points, fewer than num_points={self.num_points}; "
+                "points are repeated (sampled with replacement) to fill it",
+                stacklevel=3,
+            )
+            repeats = rng.choice(len(xyz), self.num_points - len(xyz), replace=True)
+            return np.concatenate([np.arange(len(xyz)), repeats])
+        if self.sampling == "fps":
+            return farthest_point_indices(xyz, self.num_points)
+        return rng.choice(len(xyz), self.num_points, replace=False)
+
+    def match_channels(self, points: np.ndarray) -> np.ndarray:
+        """Drop colours or fill them with grey so the cloud has `in_channels` channels."""
+        if self.in_channels == 3:
+            return points[:, :3]
+        if self.in_channels == 6 and points.shape[1] == 3:
+            return np.concatenate([points, np.full_like(points, self.default_colour)], axis=1)
+        return points
+
+    def prepare(self, source, rng: np.random.Generator) -> np.ndarray:
+        """One input -> one (num_points, channels) normalised cloud."""
+        points = to_point_array(source, self.mesh_points, self.seed)
+        points = points[self.sample_indices(points[:, :3], rng)]
+        xyz = normalise_to_unit_sphere(points[:, :3])
+        return self.match_channels(np.concatenate([xyz, points[:, 3:]], axis=1))
+
+    def __call__(self, point_clouds, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+        """Prepare one cloud or a list of clouds (a single 2-D array counts as one cloud)."""
+        single = isinstance(point_clouds, (str, Path, dict)) or getattr(point_clouds, "ndim", 0) == 2
+        if single or type(point_clouds).__module__.startswith("trimesh"):
+            point_clouds = [point_clouds]
+        rng = np.random.default_rng(self.seed)
+        prepared = [self.prepare(source, rng) for source in point_clouds]
+        channel_counts = {cloud.shape[1] for cloud in prepared}
+        if len(channel_counts) > 1:
+            raise ValueError(
+                f"point clouds in one batch mix {sorted(channel_counts)} channels; set in_channels to 3 or 6"
+            )
+        batch = np.stack(prepared).astype(np.float32)  # (batch, num_points, channels)
+        return BatchFeature({"point_clouds": batch}, tensor_type=return_tensors)
+
+
+__all__ = ["XLLMPointCloudFeatureExtractor"]
