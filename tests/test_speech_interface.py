@@ -54,7 +54,9 @@ def test_splice_replaces_each_placeholder_by_its_items_tokens_and_repads(padding
     features = torch.randn(3, 5, 4)
     labels = torch.randint(0, 50, (3, 6))
 
-    spliced = splice_variable_length_features(embeds, placeholder, mask, features, lengths, labels, padding_side)
+    spliced = splice_variable_length_features(
+        embeds, placeholder, mask, features, lengths, labels, padding_side
+    )
     want_embeds, want_mask, want_labels = expected_splice(
         embeds, placeholder, mask, features, lengths, labels, padding_side
     )

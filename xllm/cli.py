@@ -6,7 +6,9 @@ from .demo import add_demo_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xllm", description="X-LLM: connect frozen encoders to a frozen LLM.")
+    parser = argparse.ArgumentParser(
+        prog="xllm", description="X-LLM: connect frozen encoders to a frozen LLM."
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_demo_command(subparsers)
     return parser

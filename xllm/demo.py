@@ -37,7 +37,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     chat = pipeline("any-to-any", model=str(output))
     messages = [
-        {"role": "user", "content": [{"type": "image", "image": synthetic_image(args.seed)}, {"type": "text", "text": "describe the image"}]}
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": synthetic_image(args.seed)},
+                {"type": "text", "text": "describe the image"},
+            ],
+        }
     ]
     answer = chat(text=messages, max_new_tokens=8, do_sample=False)[0]["generated_text"][-1]["content"]
     print(f"Question: describe the image\nAnswer (random weights, so not meaningful yet): {answer!r}")
@@ -46,6 +52,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="Run the embedded default end to end on the CPU.")
-    parser.add_argument("--output", default="runs/demo", help="Folder for the saved model (default: runs/demo).")
+    parser.add_argument(
+        "--output", default="runs/demo", help="Folder for the saved model (default: runs/demo)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run_demo)

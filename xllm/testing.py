@@ -20,9 +20,19 @@ from .processing import XLLMProcessor, XLLMVideoProcessor
 TINY_WORDS = (
     "question answer describe the image video what colour shape size is it a an of in on and which one "
     "red green blue yellow white black circle square triangle star small large left right top bottom "
-    "centre moving up down slow fast first second two there how many this that see you do"
-).split()
-SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "<video>", "<speech>", "<audio>", "<point_cloud>"]
+    "centre moving up down slow fast first second two there how many this that see you do Question Answer"
+).split()  # "Question" / "Answer": the chat template's prompt words (the LLM tokenizer is case-sensitive)
+SPECIAL_TOKENS = [
+    "<pad>",
+    "<s>",
+    "</s>",
+    "<unk>",
+    "<image>",
+    "<video>",
+    "<speech>",
+    "<audio>",
+    "<point_cloud>",
+]
 PUNCTUATION = [":", "?", ".", ","]
 
 TINY_TEXT_CONFIGS = {
@@ -87,7 +97,9 @@ def tiny_vision_config(model_type: str = "clip_vision_model") -> PreTrainedConfi
     )
 
 
-def tiny_interface_config(num_query_tokens: int = 4, instruction_aware: bool = True, **kwargs) -> XLLMInterfaceConfig:
+def tiny_interface_config(
+    num_query_tokens: int = 4, instruction_aware: bool = True, **kwargs
+) -> XLLMInterfaceConfig:
     defaults = dict(
         hidden_size=32,
         num_hidden_layers=2,
@@ -100,7 +112,63 @@ def tiny_interface_config(num_query_tokens: int = 4, instruction_aware: bool = T
         attention_probs_dropout_prob=0.0,
     )
     defaults.update(kwargs)
-    return XLLMInterfaceConfig(num_query_tokens=num_query_tokens, instruction_aware=instruction_aware, **defaults)
+    return XLLMInterfaceConfig(
+        num_query_tokens=num_query_tokens, instruction_aware=instruction_aware, **defaults
+    )
+
+
+def tiny_speech_config(model_type: str = "parakeet_encoder") -> PreTrainedConfig:
+    """A 2-layer speech encoder: Parakeet (conv subsampling + conformer, on 80-bin fbank) by default."""
+    if model_type == "parakeet_encoder":
+        return AutoConfig.for_model(
+            "parakeet_encoder",
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            intermediate_size=64,
+            subsampling_factor=4,
+            subsampling_conv_channels=8,
+            conv_kernel_size=3,
+            dropout=0.0,
+            layerdrop=0.0,
+            activation_dropout=0.0,
+            attention_dropout=0.0,
+        )
+    if model_type == "whisper":
+        return AutoConfig.for_model(
+            "whisper",
+            d_model=32,
+            encoder_layers=2,
+            encoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_layers=1,
+            decoder_attention_heads=4,
+            decoder_ffn_dim=64,
+            num_mel_bins=80,
+            max_source_positions=1500,
+        )
+    if model_type == "wav2vec2-conformer":
+        return AutoConfig.for_model(
+            "wav2vec2-conformer",
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            conv_dim=(16, 16),
+            conv_stride=(10, 8),
+            conv_kernel=(10, 8),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+            do_stable_layer_norm=True,
+            feat_extract_norm="layer",
+        )
+    raise ValueError(f"No tiny speech config for {model_type!r}.")
+
+
+def tiny_cformer_config(**kwargs) -> XLLMInterfaceConfig:
+    kwargs.setdefault("max_position_embeddings", 512)
+    return tiny_interface_config(num_query_tokens=1, instruction_aware=False, kind="cformer", **kwargs)
 
 
 def tiny_processor(num_query_tokens: int = 4, image_size: int = 32, num_frames: int = 4) -> XLLMProcessor:
@@ -120,9 +188,17 @@ def tiny_config(
     num_query_tokens: int = 4,
     instruction_aware: bool = True,
     num_video_frames: int = 4,
+    speech_model_type: str | None = "parakeet_encoder",
 ) -> XLLMConfig:
     tokenizer = tiny_tokenizer()
     interface = tiny_interface_config(num_query_tokens, instruction_aware)
+    speech = {}
+    if speech_model_type is not None:
+        speech = dict(
+            speech_config=tiny_speech_config(speech_model_type),
+            speech_interface_config=tiny_cformer_config(),
+            speech_token_id=tokenizer.convert_tokens_to_ids("<speech>"),
+        )
     return XLLMConfig(
         text_config=tiny_text_config(text_model_type, vocab_size=len(tokenizer)),
         vision_config=tiny_vision_config(vision_model_type),
@@ -131,6 +207,7 @@ def tiny_config(
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
         num_video_frames=num_video_frames,
+        **speech,
     )
 
 
@@ -140,14 +217,21 @@ def tiny_model_and_processor(
     num_query_tokens: int = 4,
     instruction_aware: bool = True,
     seed: int = 0,
+    speech_model_type: str | None = "parakeet_encoder",
 ) -> tuple[XLLMForConditionalGeneration, XLLMProcessor]:
-    """A small random-weight (model, processor) pair: image + video interfaces, 2-layer LLM.
+    """A small random-weight (model, processor) pair: image, video and speech interfaces, 2-layer LLM.
 
     Forward and generate take well under a second on a CPU. Encoders and LLM are frozen, as in
     training; the model is in eval mode.
     """
     torch.manual_seed(seed)
-    config = tiny_config(text_model_type, vision_model_type, num_query_tokens, instruction_aware)
+    config = tiny_config(
+        text_model_type,
+        vision_model_type,
+        num_query_tokens,
+        instruction_aware,
+        speech_model_type=speech_model_type,
+    )
     model = XLLMForConditionalGeneration(config).eval()
     image_size = config.vision_config.image_size
     processor = tiny_processor(num_query_tokens, image_size=image_size, num_frames=config.num_video_frames)

@@ -76,6 +76,7 @@ class XLLMInterfaceConfig(PreTrainedConfig):
     encoder_keep_cls: bool = True
     cif_threshold: float = 1.0
     cif_tail_threshold: float = 0.5
+    quantity_loss_weight: float = 1.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -40,7 +40,9 @@ class CFormerLayer(GradientCheckpointingLayer):
         self.self_attention = QFormerAttention(config, key_value_size=config.hidden_size)
         self.feed_forward = QFormerFeedForward(config)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs
+    ) -> torch.Tensor:
         hidden_states = self.self_attention(hidden_states, hidden_states, attention_mask, **kwargs)
         return self.feed_forward(hidden_states)
 
@@ -54,7 +56,9 @@ class CFormerInterface(XLLMInterfacePreTrainedModel):
         super().__init__(config)
         self.encoder_layer_norm = nn.LayerNorm(config.encoder_hidden_size)
         self.cif = ContinuousIntegrateAndFire(
-            config.encoder_hidden_size, threshold=config.cif_threshold, tail_threshold=config.cif_tail_threshold
+            config.encoder_hidden_size,
+            threshold=config.cif_threshold,
+            tail_threshold=config.cif_tail_threshold,
         )
         self.input_projection = nn.Linear(config.encoder_hidden_size, config.hidden_size)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
@@ -91,7 +95,9 @@ class CFormerInterface(XLLMInterfacePreTrainedModel):
         hidden_states = self.input_projection(tokens) + self.position_embeddings(positions)
         hidden_states = self.embedding_layer_norm(hidden_states.to(norm_dtype)).to(self.adapter.weight.dtype)
         token_mask = positions.unsqueeze(0) < cif.token_lengths.unsqueeze(1)  # (items, max_tokens)
-        attention_mask = create_bidirectional_mask(self.config, inputs_embeds=hidden_states, attention_mask=token_mask)
+        attention_mask = create_bidirectional_mask(
+            self.config, inputs_embeds=hidden_states, attention_mask=token_mask
+        )
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask, **kwargs)
         embeddings = self.adapter(hidden_states) * token_mask.unsqueeze(-1)  # zero beyond each length

@@ -41,7 +41,11 @@ def splice_variable_length_features(
     """
     batch, seq, width = inputs_embeds.shape
     device = inputs_embeds.device
-    real = torch.ones(batch, seq, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
+    real = (
+        torch.ones(batch, seq, dtype=torch.bool, device=device)
+        if attention_mask is None
+        else attention_mask.bool()
+    )
     num_placeholders = int(placeholder_mask.sum())
     if num_placeholders != features.shape[0]:
         raise ValueError(
@@ -53,7 +57,11 @@ def splice_variable_length_features(
     slots[placeholder_mask] = feature_lengths.to(slots.dtype)
     new_lengths = slots.sum(1)  # (batch,)
     new_seq = int(new_lengths.max())
-    shift = (new_seq - new_lengths).unsqueeze(1) if padding_side == "left" else torch.zeros_like(new_lengths)[:, None]
+    shift = (
+        (new_seq - new_lengths).unsqueeze(1)
+        if padding_side == "left"
+        else torch.zeros_like(new_lengths)[:, None]
+    )
     start = slots.cumsum(1) - slots + shift  # (batch, seq) first target slot of each position
 
     spliced = inputs_embeds.new_zeros(batch, new_seq, width)

@@ -21,21 +21,23 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.models.blip_2.modeling_blip_2 import Blip2VisionModel
 from transformers.models.instructblip.modeling_instructblip import InstructBlipVisionModel
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from .configuration_xllm import ENCODER_OF_MODALITY, MODALITIES, XLLMConfig, XLLMInterfaceConfig
+from .modeling_cformer import CFormerInterface, CFormerOutput
 from .modeling_qformer import QFormerInterface
+from .modeling_speech_encoder import encoder_input_name, speech_frame_mask
+from .modeling_splice import splice_variable_length_features
 
 # Encoders whose config class has no entry in `AutoModel`'s mapping.
 ENCODER_CLASSES_OUTSIDE_AUTO = {
     "blip_2_vision_model": Blip2VisionModel,
     "instructblip_vision_model": InstructBlipVisionModel,
+    "whisper": WhisperEncoder,  # `AutoModel` would build the whole encoder-decoder
 }
 
-# The keyword under which each modality's media reach `forward` (what the processor returns).
-MEDIA_INPUT_NAMES = {
-    "image": "pixel_values",
-    "video": "pixel_values_videos",
-}
+# Media inputs that `generate` must not feed again once they are in the KV cache.
+MEDIA_INPUT_NAMES_AFTER_PREFILL = ("speech_features", "speech_attention_mask", "speech_target_lengths")
 
 
 def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
@@ -49,10 +51,14 @@ def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
 def build_interface(config: XLLMInterfaceConfig) -> nn.Module:
     if config.kind == "qformer":
         return QFormerInterface(config)
+    if config.kind == "cformer":
+        return CFormerInterface(config)
     raise ValueError(f"Interface kind {config.kind!r} is not available in this model.")
 
 
-def select_encoder_features(hidden_states: tuple[torch.Tensor, ...], config: XLLMInterfaceConfig) -> torch.Tensor:
+def select_encoder_features(
+    hidden_states: tuple[torch.Tensor, ...], config: XLLMInterfaceConfig
+) -> torch.Tensor:
     """The encoder layer that feeds the interface, with or without its first (CLS) token."""
     features = hidden_states[config.encoder_feature_layer]  # (inputs, tokens, encoder_width)
     return features if config.encoder_keep_cls else features[:, 1:]
@@ -70,9 +76,17 @@ class XLLMModelOutputWithPast(BaseModelOutputWithPast):
     """`BaseModelOutputWithPast` plus the interface outputs of each modality present in the input.
 
     modality_features (`dict[str, torch.Tensor]`): modality -> (items, tokens, llm_width).
+    attention_mask, position_ids, labels: the sequence as the LLM saw it, returned when speech
+        tokens were spliced in (their number is only known inside the model), so that trainers
+        and `generate` continue from the lengthened sequence.
+    quantity_loss: CIF's quantity loss, when speech target lengths were given.
     """
 
     modality_features: dict[str, torch.Tensor] | None = None
+    attention_mask: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    quantity_loss: torch.Tensor | None = None
 
 
 @dataclass
@@ -85,6 +99,10 @@ class XLLMCausalLMOutputWithPast(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
     modality_features: dict[str, torch.Tensor] | None = None
+    attention_mask: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    quantity_loss: torch.Tensor | None = None
 
 
 class XLLMPreTrainedModel(PreTrainedModel):
@@ -99,13 +117,28 @@ class XLLMPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with the default freezing applied again: loading
+        replaces every parameter by a new, trainable one, which would unfreeze encoders and LLM."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
+        model.freeze_defaults()
+        return loaded
+
+    def freeze_defaults(self) -> None:
+        """Freeze what X-LLM never trains by default: the encoders and the LLM (with its head)."""
+        raise NotImplementedError
+
     def component(self, name: str) -> nn.Module:
         """A component by name: `encoders`, `encoders.vision`, `interfaces`, `interfaces.image`,
         `language_model`, `lm_head`."""
         for root in (self, getattr(self, "model", None)):
             if root is not None and isinstance(getattr(root, name.split(".")[0], None), nn.Module):
                 return root.get_submodule(name)
-        raise ValueError(f"Unknown component {name!r}; expected one of {list(self.trainable_parameter_report())}.")
+        raise ValueError(
+            f"Unknown component {name!r}; expected one of {list(self.trainable_parameter_report())}."
+        )
 
     def freeze(self, *names: str) -> None:
         """Stop gradients to the named components (see `component`)."""
@@ -148,7 +181,10 @@ class XLLMModel(XLLMPreTrainedModel):
         )
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
-        self.freeze("encoders", "language_model")  # frozen by default: only interfaces train
+        self.freeze_defaults()
+
+    def freeze_defaults(self) -> None:
+        self.freeze("encoders", "language_model")
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
@@ -209,6 +245,27 @@ class XLLMModel(XLLMPreTrainedModel):
         frame_queries = self.interfaces["video"](features, qformer_input_ids, qformer_attention_mask)
         return frame_queries.reshape(videos, -1, frame_queries.shape[-1])  # (videos, frames * queries, width)
 
+    def get_speech_features(
+        self,
+        speech_features: torch.Tensor,
+        speech_attention_mask: torch.Tensor | None = None,
+        speech_target_lengths: torch.Tensor | None = None,
+    ) -> CFormerOutput:
+        """Speech encoder input -> token-level embeddings in the LLM space and their lengths.
+
+        `speech_features` is what the speech encoder's own feature extractor produces (fbank
+        frames, Whisper's 30 s log-mel, or a raw waveform); `speech_attention_mask` marks its real
+        part; `speech_target_lengths` (training) are the transcripts' token counts.
+        """
+        self._require_modality("speech")
+        encoder = self.encoder_for("speech")
+        encoder_inputs = {encoder_input_name(encoder): speech_features.to(encoder.dtype)}
+        if speech_attention_mask is not None:
+            encoder_inputs["attention_mask"] = speech_attention_mask
+        frames = self._encode("speech", **encoder_inputs)  # (items, encoder_frames, encoder_width)
+        frame_mask = speech_frame_mask(encoder, speech_attention_mask, frames.shape[1], frames.shape[0])
+        return self.interfaces["speech"](frames, frame_mask, speech_target_lengths)
+
     def _modality_features(
         self,
         modality: str,
@@ -255,6 +312,10 @@ class XLLMModel(XLLMPreTrainedModel):
         qformer_input_ids: torch.LongTensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
         mm_encoder_outputs: dict[str, torch.Tensor] | None = None,
+        speech_features: torch.Tensor | None = None,
+        speech_attention_mask: torch.Tensor | None = None,
+        speech_target_lengths: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
     ) -> XLLMModelOutputWithPast:
@@ -265,6 +326,11 @@ class XLLMModel(XLLMPreTrainedModel):
             of each sample in the Q-Former's vocabulary (instruction-aware interfaces only).
         mm_encoder_outputs (`dict[str, torch.Tensor]`): precomputed interface outputs per modality,
             `(items, tokens, llm_width)`, used instead of running encoder and interface.
+        speech_features (`torch.Tensor`): one row per `<speech>` placeholder, in the speech
+            encoder's input format; `speech_attention_mask` marks real input.
+        speech_target_lengths (`torch.LongTensor` of shape `(speech_items,)`): transcript token
+            counts; in training CIF then fires exactly that many tokens.
+        labels (`torch.LongTensor`): spliced along with the speech tokens and returned aligned.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
@@ -272,7 +338,9 @@ class XLLMModel(XLLMPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (batch, seq, llm_width)
         elif any(value is not None for value in media.values()):
-            raise ValueError("Media inputs need `input_ids` to locate their placeholders; got `inputs_embeds` only.")
+            raise ValueError(
+                "Media inputs need `input_ids` to locate their placeholders; got `inputs_embeds` only."
+            )
 
         modality_features = dict(mm_encoder_outputs or {})
         for modality, values in media.items():
@@ -281,10 +349,32 @@ class XLLMModel(XLLMPreTrainedModel):
                     modality, values, input_ids, qformer_input_ids, qformer_attention_mask
                 )
         for modality, features in modality_features.items():
+            if modality == "speech":
+                raise ValueError(
+                    "Speech features have a variable length: pass `speech_features`, not precomputed ones."
+                )
             token_id = self.config.placeholder_token_id(modality)
             self._check_placeholder_count(modality, input_ids, token_id, features.shape[0], features.shape[1])
             placeholder_mask = (input_ids == token_id).unsqueeze(-1)  # (batch, seq, 1)
             inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask, features.to(inputs_embeds.dtype))
+
+        spliced = {}
+        quantity_loss = None
+        if speech_features is not None:
+            speech = self.get_speech_features(speech_features, speech_attention_mask, speech_target_lengths)
+            quantity_loss = speech.quantity_loss
+            modality_features["speech"] = speech.token_embeddings
+            right_padded = attention_mask is not None and bool((attention_mask[:, -1] == 0).any())
+            inputs_embeds, attention_mask, position_ids, labels = splice_variable_length_features(
+                inputs_embeds,
+                input_ids == self.config.speech_token_id,
+                attention_mask,
+                speech.token_embeddings,
+                speech.token_lengths,
+                labels,
+                padding_side="right" if right_padded else "left",
+            )
+            spliced = {"attention_mask": attention_mask, "position_ids": position_ids, "labels": labels}
 
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
             # Left padding must not shift positions: each sample counts from its first real token.
@@ -305,6 +395,8 @@ class XLLMModel(XLLMPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             modality_features=modality_features or None,
+            quantity_loss=quantity_loss,
+            **spliced,
         )
 
 
@@ -327,6 +419,10 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         embedding_name = input_embedding_path(self.model.language_model)
         self._tied_weights_keys = {"lm_head.weight": f"model.language_model.{embedding_name}.weight"}
         self.post_init()
+        self.freeze_defaults()
+
+    def freeze_defaults(self) -> None:
+        self.model.freeze_defaults()
         self.freeze("lm_head")
 
     def get_input_embeddings(self) -> nn.Module:
@@ -364,6 +460,9 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         qformer_input_ids: torch.LongTensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
         mm_encoder_outputs: dict[str, torch.Tensor] | None = None,
+        speech_features: torch.Tensor | None = None,
+        speech_attention_mask: torch.Tensor | None = None,
+        speech_target_lengths: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
@@ -371,7 +470,9 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     ) -> XLLMCausalLMOutputWithPast:
         r"""
         labels (`torch.LongTensor` of shape `(batch, seq)`): next-token targets aligned with
-            `input_ids`; -100 marks positions without loss (prompt, placeholders, padding).
+            `input_ids`; -100 marks positions without loss (prompt, placeholders, padding). With
+            speech, the model aligns them with the spliced sequence (returned as `labels`) and adds
+            CIF's quantity loss (weighted by the speech interface's `quantity_loss_weight`).
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -384,9 +485,15 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             qformer_input_ids=qformer_input_ids,
             qformer_attention_mask=qformer_attention_mask,
             mm_encoder_outputs=mm_encoder_outputs,
+            speech_features=speech_features,
+            speech_attention_mask=speech_attention_mask,
+            speech_target_lengths=speech_target_lengths,
+            labels=labels,
             use_cache=use_cache,
             **kwargs,
         )
+        if outputs.labels is not None:
+            labels = outputs.labels
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
         loss = None
@@ -394,6 +501,8 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )
+            if outputs.quantity_loss is not None:
+                loss = loss + self.config.speech_interface_config.quantity_loss_weight * outputs.quantity_loss
         return XLLMCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -401,7 +510,27 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             modality_features=outputs.modality_features,
+            attention_mask=outputs.attention_mask,
+            position_ids=outputs.position_ids,
+            labels=outputs.labels,
+            quantity_loss=outputs.quantity_loss,
         )
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool = False, **kwargs) -> dict:
+        model_inputs = super().prepare_inputs_for_generation(
+            *args, is_first_iteration=is_first_iteration, **kwargs
+        )
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for name in MEDIA_INPUT_NAMES_AFTER_PREFILL:  # media are in the cache after prefill
+                model_inputs.pop(name, None)
+        return model_inputs
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs: dict, *args, **kwargs) -> dict:
+        if outputs.attention_mask is not None and model_kwargs.get("use_cache", True):
+            # Speech tokens were spliced in at prefill: continue from the lengthened sequence.
+            model_kwargs["attention_mask"] = outputs.attention_mask
+            model_kwargs["position_ids"] = outputs.position_ids
+        return super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
 
 
 __all__ = ["XLLMForConditionalGeneration", "XLLMModel", "XLLMPreTrainedModel", "MODALITIES"]
