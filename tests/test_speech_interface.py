@@ -29,7 +29,7 @@ def expected_splice(embeds, placeholder, mask, features, lengths, labels, paddin
     out = torch.zeros(len(rows), longest, embeds.shape[-1])
     out_labels = torch.full((len(rows), longest), IGNORE_INDEX)
     out_mask = torch.zeros(len(rows), longest, dtype=torch.long)
-    for b, (row, row_labels) in enumerate(zip(rows, label_rows)):
+    for b, (row, row_labels) in enumerate(zip(rows, label_rows, strict=True)):
         start = longest - len(row) if padding_side == "left" else 0
         if row:
             out[b, start : start + len(row)] = torch.stack(row)

@@ -4,8 +4,6 @@ One composite config holds the LLM's `text_config`, one encoder config per encod
 `XLLMInterfaceConfig` per modality. The image and video interfaces share the vision encoder.
 """
 
-from typing import Literal
-
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
