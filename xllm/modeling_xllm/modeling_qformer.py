@@ -39,7 +39,9 @@ def eager_attention_forward(
         attn_weights = attn_weights + attention_mask
     attn_weights = nn.functional.softmax(attn_weights, dim=-1)
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (batch, q_len, heads, head_dim)
+    attn_output = (
+        torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    )  # (batch, q_len, heads, head_dim)
     return attn_output, attn_weights
 
 
@@ -75,7 +77,9 @@ class QFormerAttention(nn.Module):
         kv_len = key_value_states.shape[1]
         query = self.query(hidden_states).view(batch, q_len, self.num_heads, self.head_dim).transpose(1, 2)
         key = self.key(key_value_states).view(batch, kv_len, self.num_heads, self.head_dim).transpose(1, 2)
-        value = self.value(key_value_states).view(batch, kv_len, self.num_heads, self.head_dim).transpose(1, 2)
+        value = (
+            self.value(key_value_states).view(batch, kv_len, self.num_heads, self.head_dim).transpose(1, 2)
+        )
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -118,7 +122,9 @@ class QFormerLayer(GradientCheckpointingLayer):
         super().__init__()
         self.self_attention = QFormerAttention(config, key_value_size=config.hidden_size)
         self.cross_attention = (
-            QFormerAttention(config, key_value_size=config.encoder_hidden_size) if has_cross_attention else None
+            QFormerAttention(config, key_value_size=config.encoder_hidden_size)
+            if has_cross_attention
+            else None
         )
         self.query_feed_forward = QFormerFeedForward(config)
         self.text_feed_forward = QFormerFeedForward(config)
@@ -151,7 +157,9 @@ class QFormer(nn.Module):
     def __init__(self, config: XLLMInterfaceConfig):
         super().__init__()
         self.config = config
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.embedding_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -183,7 +191,9 @@ class QFormer(nn.Module):
         """
         hidden_states = self.embed(query_embeds, input_ids)  # (batch, queries + text, hidden)
         num_queries = 0 if query_embeds is None else query_embeds.shape[1]
-        mask = create_bidirectional_mask(self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        mask = create_bidirectional_mask(
+            self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
+        )
         for layer in self.layers:
             hidden_states = layer(hidden_states, mask, encoder_hidden_states, num_queries, **kwargs)
         return hidden_states
@@ -240,5 +250,7 @@ class QFormerInterface(XLLMInterfacePreTrainedModel):
         elif instruction_mask is not None:
             query_mask = instruction_mask.new_ones(batch, queries.shape[1])
             attention_mask = torch.cat([query_mask, instruction_mask], dim=1)
-        hidden_states = self.qformer(queries, instruction_ids, attention_mask, encoder_hidden_states, **kwargs)
+        hidden_states = self.qformer(
+            queries, instruction_ids, attention_mask, encoder_hidden_states, **kwargs
+        )
         return self.adapter(hidden_states[:, : queries.shape[1]])

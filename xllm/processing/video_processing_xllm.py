@@ -42,7 +42,8 @@ class XLLMVideoProcessor(BaseVideoProcessor):
         num_frames = num_frames or self.num_frames
         if num_frames > total:
             warnings.warn(
-                f"A video has {total} frames but {num_frames} were requested; frames are repeated.", stacklevel=2
+                f"A video has {total} frames but {num_frames} were requested; frames are repeated.",
+                stacklevel=2,
             )
         return ((np.arange(num_frames) + 0.5) * total / num_frames).astype(int)
 

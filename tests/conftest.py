@@ -1,0 +1,49 @@
+"""Shared fixtures: one tiny random-weight model and processor per session, saved once to disk."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xllm.testing import tiny_model_and_processor
+
+
+def random_image(seed: int, size: int = 32) -> Image.Image:
+    """A reproducible RGB noise image."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def random_video(num_frames: int, seed: int = 0, size: int = 32) -> np.ndarray:
+    """A reproducible video array of shape (frames, height, width, 3)."""
+    return np.random.default_rng(seed).integers(0, 256, (num_frames, size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, processor): Llama LLM, CLIP vision encoder, instruction-aware image and video Q-Formers."""
+    return tiny_model_and_processor()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny):
+    return tiny[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny):
+    return tiny[1]
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_dir(tiny, tmp_path_factory):
+    """The tiny model and processor saved together (safetensors), as a user's checkpoint folder."""
+    model, processor = tiny
+    directory = tmp_path_factory.mktemp("tiny_xllm")
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def image() -> Image.Image:
+    return random_image(seed=0)
