@@ -8,10 +8,12 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .configuration_beats import XLLMBeatsConfig
 from .configuration_pointbert import XLLMPointBertConfig
 
 # Encoders of this package must resolve from `config.json` also where `xllm` is not installed
 # (remote code), so their configs register themselves here.
+AutoConfig.register(XLLMBeatsConfig.model_type, XLLMBeatsConfig, exist_ok=True)
 AutoConfig.register(XLLMPointBertConfig.model_type, XLLMPointBertConfig, exist_ok=True)
 
 MODALITIES = ("image", "video", "speech", "audio", "point_cloud")
@@ -86,7 +88,9 @@ class XLLMInterfaceConfig(PreTrainedConfig):
                 f"({self.num_attention_heads})."
             )
         if self.cross_attention_frequency < 1:
-            raise ValueError(f"`cross_attention_frequency` must be >= 1, got {self.cross_attention_frequency}.")
+            raise ValueError(
+                f"`cross_attention_frequency` must be >= 1, got {self.cross_attention_frequency}."
+            )
         if self.num_query_tokens < 1 and self.kind != "cformer":
             raise ValueError(f"`num_query_tokens` must be >= 1, got {self.num_query_tokens}.")
 
@@ -127,12 +131,14 @@ class XLLMConfig(PreTrainedConfig):
 
     sub_configs_defaults = {
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
-        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="clip_vision_model", optional=True),
-        "speech_config": SubConfigSpec(config_class=AutoConfig, model_type="parakeet_encoder", optional=True),
-        "audio_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="audio-spectrogram-transformer", optional=True
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="clip_vision_model", optional=True
         ),
-        "point_cloud_config": SubConfigSpec(config_class=AutoConfig, model_type="xllm_pointbert", optional=True),
+        "speech_config": SubConfigSpec(config_class=AutoConfig, model_type="parakeet_encoder", optional=True),
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="xllm_beats", optional=True),
+        "point_cloud_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="xllm_pointbert", optional=True
+        ),
         "image_interface_config": _interface_spec(),
         "video_interface_config": _interface_spec(),
         "speech_interface_config": _interface_spec(),
@@ -217,7 +223,9 @@ class XLLMConfig(PreTrainedConfig):
                 f"(`text_config.hidden_size`) is {llm_width} wide."
             )
         if interface.kind == "cformer" and modality != "speech":
-            raise ValueError(f"`{modality}_interface_config.kind` is 'cformer', which only the speech interface uses.")
+            raise ValueError(
+                f"`{modality}_interface_config.kind` is 'cformer', which only the speech interface uses."
+            )
 
 
 def encoder_hidden_size(encoder_config: PreTrainedConfig) -> int:

@@ -24,7 +24,10 @@ from transformers.models.instructblip.modeling_instructblip import InstructBlipV
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from .configuration_xllm import ENCODER_OF_MODALITY, MODALITIES, XLLMConfig, XLLMInterfaceConfig
+from .modeling_beats import XLLMBeatsModel
 from .modeling_cformer import CFormerInterface, CFormerOutput
+from .modeling_linear_interface import LinearInterface
+from .modeling_pointbert import XLLMPointBertModel
 from .modeling_qformer import QFormerInterface
 from .modeling_speech_encoder import encoder_input_name, speech_frame_mask
 from .modeling_splice import splice_variable_length_features
@@ -34,6 +37,18 @@ ENCODER_CLASSES_OUTSIDE_AUTO = {
     "blip_2_vision_model": Blip2VisionModel,
     "instructblip_vision_model": InstructBlipVisionModel,
     "whisper": WhisperEncoder,  # `AutoModel` would build the whole encoder-decoder
+    "xllm_beats": XLLMBeatsModel,
+    "xllm_pointbert": XLLMPointBertModel,
+}
+
+# Fixed-length modalities: the keyword their media come under in `forward`. Each item is cut into
+# windows (one for an image or a point cloud, one per frame for a video, one per audio window);
+# every window goes through the encoder and the interface.
+FIXED_LENGTH_MEDIA = {
+    "image": "pixel_values",
+    "video": "pixel_values_videos",
+    "audio": "audio_features",
+    "point_cloud": "point_clouds",
 }
 
 # Media inputs that `generate` must not feed again once they are in the KV cache.
@@ -53,6 +68,8 @@ def build_interface(config: XLLMInterfaceConfig) -> nn.Module:
         return QFormerInterface(config)
     if config.kind == "cformer":
         return CFormerInterface(config)
+    if config.kind == "linear":
+        return LinearInterface(config)
     raise ValueError(f"Interface kind {config.kind!r} is not available in this model.")
 
 
@@ -64,11 +81,12 @@ def select_encoder_features(
     return features if config.encoder_keep_cls else features[:, 1:]
 
 
-def items_per_sample_rows(input_ids: torch.Tensor, token_id: int, tokens_per_item: int) -> torch.Tensor:
-    """Batch row of each media item, read from its block of placeholder tokens (row-major order,
-    the order in which `masked_scatter` fills placeholders)."""
+def item_rows(input_ids: torch.Tensor, token_id: int, tokens_per_item: torch.Tensor) -> torch.Tensor:
+    """Batch row of each media item, read from the first of its placeholder tokens (row-major
+    order, the order in which `masked_scatter` fills placeholders)."""
     placeholder_rows = torch.nonzero(input_ids == token_id)[:, 0]
-    return placeholder_rows[::tokens_per_item]
+    first_tokens = tokens_per_item.cumsum(0) - tokens_per_item
+    return placeholder_rows[first_tokens]
 
 
 @dataclass
@@ -207,6 +225,33 @@ class XLLMModel(XLLMPreTrainedModel):
         outputs = encoder(**encoder_inputs, output_hidden_states=True, return_dict=True)
         return select_encoder_features(outputs.hidden_states, self.config.interface_config(modality))
 
+    def _window_features(
+        self,
+        modality: str,
+        windows: torch.Tensor,
+        window_mask: torch.Tensor | None,
+        qformer_input_ids: torch.Tensor | None,
+        qformer_attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """(items, windows, *encoder_input) -> (real windows, tokens, llm_width), item-major.
+
+        All real windows of all items go through the encoder and the interface as one batch;
+        each window reads its item's instruction (one row per item).
+        """
+        self._require_modality(modality)
+        encoder = self.encoder_for(modality)
+        if window_mask is None:
+            window_mask = torch.ones(windows.shape[:2], dtype=torch.bool, device=windows.device)
+        window_mask = window_mask.bool()
+        real_windows = windows.flatten(0, 1)[window_mask.flatten()]  # (real windows, *encoder_input)
+        features = self._encode(modality, **{encoder.main_input_name: real_windows.to(encoder.dtype)})
+        windows_per_item = window_mask.sum(1)
+        if qformer_input_ids is not None:
+            qformer_input_ids = qformer_input_ids.repeat_interleave(windows_per_item, dim=0)
+        if qformer_attention_mask is not None:
+            qformer_attention_mask = qformer_attention_mask.repeat_interleave(windows_per_item, dim=0)
+        return self.interfaces[modality](features, qformer_input_ids, qformer_attention_mask)
+
     def get_image_features(
         self,
         pixel_values: torch.Tensor,
@@ -217,10 +262,9 @@ class XLLMModel(XLLMPreTrainedModel):
 
         `qformer_input_ids` / `qformer_attention_mask` hold one instruction row per image.
         """
-        self._require_modality("image")
-        encoder = self.encoder_for("image")
-        features = self._encode("image", pixel_values=pixel_values.to(encoder.dtype))
-        return self.interfaces["image"](features, qformer_input_ids, qformer_attention_mask)
+        return self._window_features(
+            "image", pixel_values.unsqueeze(1), None, qformer_input_ids, qformer_attention_mask
+        )
 
     def get_video_features(
         self,
@@ -233,17 +277,43 @@ class XLLMModel(XLLMPreTrainedModel):
         Every frame goes through the encoder and the video Q-Former in one batch (the instruction
         repeated per frame); per-frame query outputs are concatenated in time order.
         """
-        self._require_modality("video")
-        videos, frames = pixel_values_videos.shape[:2]
-        encoder = self.encoder_for("video")
-        frame_pixels = pixel_values_videos.flatten(0, 1).to(encoder.dtype)  # (videos * frames, C, H, W)
-        features = self._encode("video", pixel_values=frame_pixels)
-        if qformer_input_ids is not None:
-            qformer_input_ids = qformer_input_ids.repeat_interleave(frames, dim=0)
-        if qformer_attention_mask is not None:
-            qformer_attention_mask = qformer_attention_mask.repeat_interleave(frames, dim=0)
-        frame_queries = self.interfaces["video"](features, qformer_input_ids, qformer_attention_mask)
-        return frame_queries.reshape(videos, -1, frame_queries.shape[-1])  # (videos, frames * queries, width)
+        frame_queries = self._window_features(
+            "video", pixel_values_videos, None, qformer_input_ids, qformer_attention_mask
+        )
+        return frame_queries.reshape(pixel_values_videos.shape[0], -1, frame_queries.shape[-1])
+
+    def get_audio_features(
+        self,
+        audio_features: torch.Tensor,
+        audio_window_mask: torch.Tensor | None = None,
+        qformer_input_ids: torch.Tensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(audios, windows, *window_input) -> (audios, windows * num_query_tokens, llm_width).
+
+        Each window (5.12 s for BEATs) goes through the encoder and the audio Q-Former; outputs
+        are concatenated in time order. Padded windows (`audio_window_mask` False) give zeros.
+        """
+        audios, windows = audio_features.shape[:2]
+        if audio_window_mask is None:
+            audio_window_mask = torch.ones(audios, windows, dtype=torch.bool, device=audio_features.device)
+        window_queries = self._window_features(
+            "audio", audio_features, audio_window_mask, qformer_input_ids, qformer_attention_mask
+        )
+        padded = window_queries.new_zeros(audios * windows, *window_queries.shape[1:])
+        padded[audio_window_mask.bool().flatten()] = window_queries
+        return padded.reshape(audios, -1, window_queries.shape[-1])
+
+    def get_point_cloud_features(
+        self,
+        point_clouds: torch.Tensor,
+        qformer_input_ids: torch.Tensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(clouds, points, 3 or 6) -> (clouds, num_query_tokens, llm_width)."""
+        return self._window_features(
+            "point_cloud", point_clouds.unsqueeze(1), None, qformer_input_ids, qformer_attention_mask
+        )
 
     def get_speech_features(
         self,
@@ -266,38 +336,45 @@ class XLLMModel(XLLMPreTrainedModel):
         frame_mask = speech_frame_mask(encoder, speech_attention_mask, frames.shape[1], frames.shape[0])
         return self.interfaces["speech"](frames, frame_mask, speech_target_lengths)
 
-    def _modality_features(
+    def _placeholder_features(
         self,
         modality: str,
         media: torch.Tensor,
+        window_mask: torch.Tensor | None,
         input_ids: torch.Tensor,
         qformer_input_ids: torch.Tensor | None,
         qformer_attention_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Interface outputs for one modality, each item reading the instruction of its own sample."""
+        """Interface outputs of one modality in placeholder order: (items, tokens, llm_width), or
+        (real windows, tokens, llm_width) when some windows are padding; each item reads the
+        instruction of the sample its placeholders are in."""
         self._require_modality(modality)
+        windows = media if modality in ("video", "audio") else media.unsqueeze(1)
+        all_windows_real = window_mask is None or bool(window_mask.all())
+        if window_mask is None:
+            window_mask = torch.ones(windows.shape[:2], dtype=torch.bool, device=windows.device)
+        tokens_per_item = window_mask.sum(1) * self.interfaces[modality].num_output_tokens  # (items,)
         token_id = self.config.placeholder_token_id(modality)
-        tokens_per_item = self.interfaces[modality].num_output_tokens
-        if modality == "video":
-            tokens_per_item *= media.shape[1]
-        self._check_placeholder_count(modality, input_ids, token_id, media.shape[0], tokens_per_item)
+        self._check_placeholder_count(modality, input_ids, token_id, int(tokens_per_item.sum()), len(windows))
         if qformer_input_ids is not None:
-            rows = items_per_sample_rows(input_ids, token_id, tokens_per_item)
+            rows = item_rows(input_ids, token_id, tokens_per_item)
             qformer_input_ids = qformer_input_ids[rows]
             qformer_attention_mask = None if qformer_attention_mask is None else qformer_attention_mask[rows]
-        feature_function = self.get_video_features if modality == "video" else self.get_image_features
-        return feature_function(media, qformer_input_ids, qformer_attention_mask)
+        features = self._window_features(
+            modality, windows, window_mask, qformer_input_ids, qformer_attention_mask
+        )
+        return features.reshape(len(windows), -1, features.shape[-1]) if all_windows_real else features
 
     @staticmethod
     def _check_placeholder_count(
-        modality: str, input_ids: torch.Tensor, token_id: int, num_items: int, tokens_per_item: int
+        modality: str, input_ids: torch.Tensor, token_id: int, num_tokens: int, num_items: int
     ) -> None:
         num_placeholders = int((input_ids == token_id).sum())
-        if num_placeholders != num_items * tokens_per_item:
+        if num_placeholders != num_tokens:
             raise ValueError(
-                f"The text has {num_placeholders} {modality} placeholder tokens but the {modality} features need "
-                f"{num_items * tokens_per_item} ({num_items} {modality} input(s) x {tokens_per_item} tokens). "
-                f"Build the inputs with XLLMProcessor, which expands each <{modality}> to the right length."
+                f"The text has {num_placeholders} {modality} placeholder tokens but the {num_items} {modality} "
+                f"input(s) give {num_tokens} features. Build the inputs with XLLMProcessor, which expands each "
+                f"<{modality}> to the right length, and give one <{modality}> per {modality} input."
             )
 
     def forward(
@@ -311,6 +388,9 @@ class XLLMModel(XLLMPreTrainedModel):
         pixel_values_videos: torch.Tensor | None = None,
         qformer_input_ids: torch.LongTensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_window_mask: torch.Tensor | None = None,
+        point_clouds: torch.Tensor | None = None,
         mm_encoder_outputs: dict[str, torch.Tensor] | None = None,
         speech_features: torch.Tensor | None = None,
         speech_attention_mask: torch.Tensor | None = None,
@@ -324,6 +404,9 @@ class XLLMModel(XLLMPreTrainedModel):
         pixel_values_videos (`torch.Tensor` of shape `(videos, frames, channels, height, width)`).
         qformer_input_ids (`torch.LongTensor` of shape `(batch, instruction_length)`): the instruction
             of each sample in the Q-Former's vocabulary (instruction-aware interfaces only).
+        audio_features (`torch.Tensor` of shape `(audios, windows, *window_input)`), with
+            `audio_window_mask` `(audios, windows)` marking real windows.
+        point_clouds (`torch.Tensor` of shape `(clouds, points, 3 or 6)`).
         mm_encoder_outputs (`dict[str, torch.Tensor]`): precomputed interface outputs per modality,
             `(items, tokens, llm_width)`, used instead of running encoder and interface.
         speech_features (`torch.Tensor`): one row per `<speech>` placeholder, in the speech
@@ -334,27 +417,38 @@ class XLLMModel(XLLMPreTrainedModel):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
-        media = {"image": pixel_values, "video": pixel_values_videos}
+        media = {
+            "image": (pixel_values, None),
+            "video": (pixel_values_videos, None),
+            "audio": (audio_features, audio_window_mask),
+            "point_cloud": (point_clouds, None),
+        }
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (batch, seq, llm_width)
-        elif any(value is not None for value in media.values()):
+        elif any(values is not None for values, _ in media.values()) or speech_features is not None:
             raise ValueError(
                 "Media inputs need `input_ids` to locate their placeholders; got `inputs_embeds` only."
             )
 
         modality_features = dict(mm_encoder_outputs or {})
-        for modality, values in media.items():
+        if "speech" in modality_features:
+            raise ValueError(
+                "Speech features have a variable length: pass `speech_features`, not precomputed ones."
+            )
+        if modality_features and input_ids is None:
+            raise ValueError(
+                "Precomputed `mm_encoder_outputs` need `input_ids` to locate their placeholders."
+            )
+        for modality, (values, window_mask) in media.items():
             if values is not None and modality not in modality_features:
-                modality_features[modality] = self._modality_features(
-                    modality, values, input_ids, qformer_input_ids, qformer_attention_mask
+                modality_features[modality] = self._placeholder_features(
+                    modality, values, window_mask, input_ids, qformer_input_ids, qformer_attention_mask
                 )
         for modality, features in modality_features.items():
-            if modality == "speech":
-                raise ValueError(
-                    "Speech features have a variable length: pass `speech_features`, not precomputed ones."
-                )
             token_id = self.config.placeholder_token_id(modality)
-            self._check_placeholder_count(modality, input_ids, token_id, features.shape[0], features.shape[1])
+            num_items = features.shape[0]
+            features = features.reshape(-1, features.shape[-1])  # (tokens, llm_width)
+            self._check_placeholder_count(modality, input_ids, token_id, features.shape[0], num_items)
             placeholder_mask = (input_ids == token_id).unsqueeze(-1)  # (batch, seq, 1)
             inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask, features.to(inputs_embeds.dtype))
 
@@ -420,6 +514,8 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         self._tied_weights_keys = {"lm_head.weight": f"model.language_model.{embedding_name}.weight"}
         self.post_init()
         self.freeze_defaults()
+        # Placeholders are input-only: a generated one would have no features to stand for.
+        self.generation_config.suppress_tokens = [config.placeholder_token_id(m) for m in config.modalities]
 
     def freeze_defaults(self) -> None:
         self.model.freeze_defaults()
@@ -448,6 +544,15 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model.get_video_features(pixel_values_videos, **kwargs)
 
+    def get_audio_features(self, audio_features: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model.get_audio_features(audio_features, **kwargs)
+
+    def get_point_cloud_features(self, point_clouds: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model.get_point_cloud_features(point_clouds, **kwargs)
+
+    def get_speech_features(self, speech_features: torch.Tensor, **kwargs) -> CFormerOutput:
+        return self.model.get_speech_features(speech_features, **kwargs)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -459,6 +564,9 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         pixel_values_videos: torch.Tensor | None = None,
         qformer_input_ids: torch.LongTensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_window_mask: torch.Tensor | None = None,
+        point_clouds: torch.Tensor | None = None,
         mm_encoder_outputs: dict[str, torch.Tensor] | None = None,
         speech_features: torch.Tensor | None = None,
         speech_attention_mask: torch.Tensor | None = None,
@@ -484,6 +592,9 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             pixel_values_videos=pixel_values_videos,
             qformer_input_ids=qformer_input_ids,
             qformer_attention_mask=qformer_attention_mask,
+            audio_features=audio_features,
+            audio_window_mask=audio_window_mask,
+            point_clouds=point_clouds,
             mm_encoder_outputs=mm_encoder_outputs,
             speech_features=speech_features,
             speech_attention_mask=speech_attention_mask,
