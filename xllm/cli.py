@@ -2,7 +2,9 @@
 
 import argparse
 
+from .conversion_cli import add_convert_command
 from .demo import add_demo_command
+from .evaluation.cli import add_evaluation_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -11,6 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_demo_command(subparsers)
+    add_evaluation_commands(subparsers)
+    add_convert_command(subparsers)
     return parser
 
 

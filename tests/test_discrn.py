@@ -1,0 +1,215 @@
+"""Tests of the DisCRn evaluator (published protocol and caption baseline) and of `xllm discrn build`."""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_image
+from datasets import Dataset
+from test_augmentation import save_tiny_text_model
+from transformers import BertConfig, BertModel
+
+from xllm.evaluation.cli import add_evaluation_commands
+from xllm.evaluation.discrn import DiscrnProtocol, discrn_task, media_prompt
+from xllm.evaluation.discrn_builder import balance_labels, build_discrn, most_similar, parse_triple
+from xllm.evaluation.runner import Prompt, evaluate_rows
+from xllm.testing import tiny_qformer_tokenizer
+
+ROW = {
+    "image": Path("a.png"),
+    "video": Path("clip"),
+    "first_modality": "video",
+    "question": "which moves ?",
+    "label": "first",
+}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+
+
+class ScriptedGenerator:
+    """Answers each batch of prompts from a queue of replies; records the prompts and settings."""
+
+    def __init__(self, *batches: list[str]):
+        self.batches = list(batches)
+        self.calls = []
+
+    def chat_prompt(self, media, instruction):
+        return Prompt(f"Question: {instruction}\n Answer: ", media, instruction)
+
+    def __call__(self, prompts, generation):
+        self.calls.append((prompts, generation))
+        return self.batches.pop(0)
+
+
+def test_prompt_cues_each_input_in_question_order_after_the_position_instruction():
+    prompt = media_prompt(ROW, DiscrnProtocol(prefix="Answer first or second."))
+    assert (
+        prompt.text == "Answer first or second. video: <video> image: <image> question: which moves ? answer:"
+    )
+    assert prompt.media == (("video", Path("clip")), ("image", Path("a.png")))
+    assert prompt.instruction == "a short description"
+
+
+def test_discrn_scores_answers_by_position_or_modality_with_published_decoding():
+    rows = [ROW, dict(ROW, label="second")]
+    generator = ScriptedGenerator(["the video", "first"])
+    result = evaluate_rows(discrn_task(), rows, generator)
+    assert generator.calls[0][1] == {"num_beams": 5, "max_new_tokens": 10}
+    assert result.metrics == {"accuracy": 0.5, "invalid_rate": 0.0}
+
+
+def test_caption_baseline_answers_from_the_models_own_captions_without_media():
+    generator = ScriptedGenerator(["a red ball rolls", "a red square"], ["first"])
+    protocol = DiscrnProtocol(prefix="P.", caption_generation={"max_new_tokens": 4})
+    result = evaluate_rows(discrn_task(caption_baseline=True, protocol=protocol), [ROW], generator)
+    (caption_prompts, caption_settings), (answer_prompts, answer_settings) = generator.calls
+    assert [prompt.media for prompt in caption_prompts] == [
+        (("video", Path("clip")),),
+        (("image", Path("a.png")),),
+    ]
+    assert caption_settings == {"max_new_tokens": 4}
+    assert answer_prompts == [
+        Prompt(
+            "P. video: a red ball rolls image: a red square question: which moves ? answer:",
+            (),
+            "a short description",
+        )
+    ]
+    assert answer_settings == {"num_beams": 5, "max_new_tokens": 10}
+    assert result.metrics["accuracy"] == 1.0
+
+
+def test_row_whose_first_modality_is_not_a_media_column_is_rejected():
+    with pytest.raises(ValueError, match="first_modality"):
+        media_prompt(dict(ROW, first_modality="audio"), DiscrnProtocol())
+
+
+@pytest.mark.parametrize("baseline", [[], ["--caption-baseline"]])
+def test_evaluate_discrn_runs_on_a_tiny_model(saved_tiny_dir, tmp_path, baseline, monkeypatch):
+    monkeypatch.setattr("xllm.evaluation.discrn.CAPTIONING_GENERATION", {"max_new_tokens": 2})
+    (tmp_path / "clip").mkdir()
+    for index in range(4):
+        random_image(index, size=16).save(tmp_path / "clip" / f"{index}.png")
+    random_image(9, size=16).save(tmp_path / "a.png")
+    rows = [dict(ROW, image="a.png", video="clip", first_modality=first) for first in ("image", "video")]
+    (tmp_path / "discrn.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    parser = argparse.ArgumentParser(prog="xllm")
+    add_evaluation_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["evaluate", "--task", "discrn", "--model", str(saved_tiny_dir), "--data", str(tmp_path / "discrn.jsonl"),
+         "--output", str(tmp_path / "out"), "--num-beams", "1", "--max-new-tokens", "2", *baseline]
+    )  # fmt: skip
+    assert args.run(args) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["items"] == 2 and set(report["metrics"]) == {"accuracy", "invalid_rate"}
+
+
+WORDS = "red blue green circle square star ball box sound loud quiet".split()
+
+
+def bag_of_words(texts: list[str]) -> np.ndarray:
+    """A deterministic sentence embedding: word counts over a fixed vocabulary."""
+    return np.array([[text.lower().split().count(word) + 1e-3 for word in WORDS] for text in texts])
+
+
+def captioned(ids: list[str], captions: list[str]) -> Dataset:
+    return Dataset.from_dict({"id": ids, "caption": captions, "media": [f"{i}.png" for i in ids]})
+
+
+def test_each_item_is_paired_with_the_most_similar_non_identical_caption():
+    first = ["a red ball", "a blue box", "a green star"]
+    second = ["a red ball", "a green star sound", "a blue box sound", "a red ball sound"]
+    assert most_similar(first, second, bag_of_words) == [3, 2, 1]
+
+
+def builder_generator(answers: list[str]):
+    """Properties, then question triples answering `answers`, then the round-trip answers."""
+
+    def generate(prompts):
+        if prompts[0].startswith("List the properties"):
+            return ["colour, shape"] * len(prompts)
+        if prompts[0].startswith("Write a question"):
+            return [
+                f" Which is louder?\nAnswer: {answer}\nExplanation: because.\n\nFirst: x"
+                for answer in answers
+            ]
+        return list(round_trip.pop(0))
+
+    round_trip = []
+    generate.round_trip = round_trip
+    return generate
+
+
+def test_builder_keeps_round_trip_consistent_examples_with_balanced_labels():
+    images = captioned(
+        ["i0", "i1", "i2", "i3"], ["a red ball", "a blue box", "a green star", "a blue box square"]
+    )
+    sounds = captioned(
+        ["s0", "s1", "s2"], ["a loud red ball sound", "a quiet blue box sound", "a green star sound"]
+    )
+    generate = builder_generator(["first"] * 4)
+    generate.round_trip.append(["First.", "second", "first", "first"])  # the second example disagrees
+    examples = build_discrn(images, sounds, ("image", "audio"), generate, bag_of_words)
+    assert examples["label"] == ["first", "second", "first"]
+    assert examples.column_names == [
+        "first_id", "first_modality", "first_caption", "first_properties", "first_media",
+        "second_id", "second_modality", "second_caption", "second_properties", "second_media",
+        "question", "label", "explanation",
+    ]  # fmt: skip
+    kept = examples.to_list()
+    assert (kept[0]["first_id"], kept[0]["second_id"]) == ("i0", "s0")
+    # The second kept example was swapped to balance the labels: the sound comes first.
+    assert (kept[1]["first_id"], kept[1]["second_id"], kept[1]["first_modality"]) == ("s2", "i2", "audio")
+    assert (kept[2]["first_id"], kept[2]["second_id"]) == ("i3", "s1")
+    assert kept[1]["first_caption"] == "a green star sound" and kept[1]["second_media"] == "i2.png"
+    assert kept[0]["question"] == "Which is louder?" and kept[0]["explanation"] == "because."
+    assert kept[0]["first_properties"] == ["colour", "shape"]
+
+
+def test_triples_without_a_position_answer_are_dropped():
+    assert parse_triple(" Which?\nAnswer: First.\nExplanation: it is.") == ("Which?", "first", "it is.")
+    assert parse_triple(" Which?\nAnswer: the red one\nExplanation: it is.") is None
+    assert parse_triple(" Which?\nAnswer: second") is None
+
+
+def test_balancing_makes_half_the_labels_first():
+    pairs = [{"first_id": str(i), "second_id": f"o{i}", "label": "first"} for i in range(6)]
+    labels = [pair["label"] for pair in balance_labels(pairs)]
+    assert labels.count("first") == 3 and labels[:2] == ["first", "second"]
+
+
+def test_same_modality_twice_is_rejected():
+    data = captioned(["a"], ["a red ball"])
+    with pytest.raises(ValueError, match="modalities"):
+        build_discrn(data, data, ("image", "image"), builder_generator([]), bag_of_words)
+
+
+def test_discrn_build_command_runs_offline_with_tiny_local_models(tmp_path):
+    text_model = save_tiny_text_model(tmp_path / "text_model", "causal")
+    torch.manual_seed(0)
+    tokenizer = tiny_qformer_tokenizer()
+    embedder = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                    num_attention_heads=2, intermediate_size=32))  # fmt: skip
+    embedder.save_pretrained(tmp_path / "embedder")
+    tokenizer.save_pretrained(tmp_path / "embedder")
+    for name, modality, captions in (("images", "image", ["a red circle", "a blue square"]),
+                                     ("videos", "video", ["a red circle moving up", "a star moving down"])):  # fmt: skip
+        rows = [{"id": f"{name}{i}", modality: f"{name}{i}", "caption": c} for i, c in enumerate(captions)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    parser = argparse.ArgumentParser(prog="xllm")
+    add_evaluation_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["discrn", "build", "--first", str(tmp_path / "images.jsonl"), "--second", str(tmp_path / "videos.jsonl"),
+         "--model", str(text_model), "--embedding-model", str(tmp_path / "embedder"),
+         "--output", str(tmp_path / "discrn"), "--max-new-tokens", "4"]
+    )  # fmt: skip
+    assert args.run(args) == 0
+    assert (tmp_path / "discrn" / "discrn.jsonl").is_file()
+    assert (tmp_path / "discrn" / "dataset" / "dataset_info.json").is_file()
