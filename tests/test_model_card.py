@@ -1,0 +1,53 @@
+"""The model card written into saved folders: metadata and model-index parse back with ModelCard.load."""
+
+import json
+
+import pytest
+from huggingface_hub import ModelCard
+
+from xllm.hub import write_model_card
+from xllm.testing import tiny_config
+
+REPORT = {
+    "task": "captioning",
+    "items": 12,
+    "metrics": {"cider": 0.75, "bleu_4": 0.25},
+    "generation": {"num_beams": 5},
+    "model": "out/model",
+    "data": "world/test_captions.jsonl",
+}
+
+
+def test_card_metadata_parses_back(tmp_path):
+    write_model_card(
+        tmp_path, tiny_config(), base_models=["Salesforce/instructblip-vicuna-7b"], datasets=["coco"]
+    )
+    card = ModelCard.load(tmp_path / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "transformers"
+    assert data["pipeline_tag"] == "any-to-any"
+    assert {"xllm", "custom_code", "image", "video"} <= set(data["tags"])
+    assert data["base_model"] == ["Salesforce/instructblip-vicuna-7b"]
+    assert data["datasets"] == ["coco"]
+    assert "model-index" not in data
+    assert "No evaluation results were supplied" in card.text
+
+
+def test_card_model_index_comes_from_the_evaluation_report_file(tmp_path):
+    report_path = tmp_path / "report.json"
+    report_path.write_text(json.dumps(REPORT))
+    write_model_card(tmp_path, tiny_config(), eval_report=report_path, model_name="me/xllm-tiny")
+    card = ModelCard.load(tmp_path / "README.md")
+    results = {result.metric_type: result for result in card.data.eval_results}
+    assert card.data.model_name == "me/xllm-tiny"
+    assert sorted(card.data.metrics) == ["bleu_4", "cider"]
+    assert results["cider"].metric_value == pytest.approx(0.75)
+    assert results["cider"].task_type == "image-to-text"
+    assert results["bleu_4"].dataset_name == "test_captions"
+    assert "| cider | 0.7500 |" in card.text
+    assert "| image | `clip_vision_model` | qformer | 4 | 2 | yes |" in card.text
+
+
+def test_report_without_metrics_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="'task' and 'metrics'"):
+        write_model_card(tmp_path, tiny_config(), eval_report={"task": "captioning"})
