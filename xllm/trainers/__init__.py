@@ -1,0 +1,29 @@
+"""The three training stages as `transformers.Trainer` subclasses, and their data loading.
+
+Stage 1 (`InterfacePretrainingTrainer`): each interface against its own frozen encoder.
+Stage 2 (`AlignmentTrainer`): each interface against the frozen LLM.
+Stage 3 (`InstructionTuningTrainer`): mixed instruction data, optional LoRA on the LLM.
+"""
+
+from .data import XLLMDataCollator, load_manifest, mix_datasets
+from .pretraining import (
+    InterfacePretrainingTrainer,
+    PretrainingCollator,
+    QFormerPretrainingHeads,
+    load_interface_checkpoint,
+)
+from .stages import AlignmentTrainer, InstructionTuningTrainer, default_lora_config, init_video_from_image
+
+__all__ = [
+    "AlignmentTrainer",
+    "InstructionTuningTrainer",
+    "InterfacePretrainingTrainer",
+    "PretrainingCollator",
+    "QFormerPretrainingHeads",
+    "XLLMDataCollator",
+    "default_lora_config",
+    "init_video_from_image",
+    "load_interface_checkpoint",
+    "load_manifest",
+    "mix_datasets",
+]

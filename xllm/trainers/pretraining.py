@@ -1,0 +1,211 @@
+"""Stage 1: interface pre-training against its own frozen encoder, without the LLM.
+
+For a Q-Former, the three BLIP-2 stage-1 objectives on (media, text) pairs:
+
+* contrastive (ITC): query outputs vs. the text's [CLS], similarity = max over queries;
+* matching (ITM): binary match / no match on [queries; text] with hard negatives sampled from the
+  contrastive similarities;
+* media-grounded generation (ITG): the text decoded causally, every text token seeing all queries.
+
+The heads used only here (projections, matching head, LM head tied to the word embeddings) live in
+`QFormerPretrainingHeads`; the trainer saves the interface alone (`save_pretrained`), which
+`load_interface_checkpoint` puts into a full model for stage 2. Other interface kinds (the speech
+C-Former) register their own wrapper in `PRETRAINING_WRAPPERS`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Trainer
+from transformers.modeling_outputs import ModelOutput
+
+from xllm.modeling_xllm.modeling_xllm import select_encoder_features
+
+from .stages import StageTrainingMixin, unwrap_peft
+
+
+@dataclass
+class PretrainingOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    loss_terms: dict[str, torch.Tensor] | None = None
+
+
+def causal_text_mask(text_mask: torch.Tensor, num_queries: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive (batch, 1, queries + text, queries + text) mask for generation: queries see only
+    queries; text tokens see every query and the earlier real text tokens."""
+    batch, text_length = text_mask.shape
+    length = num_queries + text_length
+    allowed = torch.zeros(batch, length, length, dtype=torch.bool, device=text_mask.device)
+    allowed[:, :num_queries, :num_queries] = True
+    allowed[:, num_queries:, :num_queries] = True
+    causal = torch.ones(text_length, text_length, dtype=torch.bool, device=text_mask.device).tril()
+    allowed[:, num_queries:, num_queries:] = causal & text_mask.bool()[:, None, :]
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def sample_hard_negatives(similarity: torch.Tensor) -> torch.Tensor:
+    """For each row, a column other than its own, drawn with probability softmax(similarity)."""
+    weights = similarity.float().softmax(dim=1) + 1e-8
+    weights.fill_diagonal_(0)
+    return torch.multinomial(weights, 1).squeeze(1)  # (batch,)
+
+
+class QFormerPretrainingHeads(nn.Module):
+    """A Q-Former interface, its frozen encoder and the BLIP-2 stage-1 heads; `forward` returns the
+    sum of the three losses and each term."""
+
+    def __init__(self, interface: nn.Module, encoder: nn.Module, embed_dim: int = 256):
+        super().__init__()
+        self.interface = interface
+        self.encoder = encoder
+        width = interface.config.hidden_size
+        self.vision_proj = nn.Linear(width, embed_dim)
+        self.text_proj = nn.Linear(width, embed_dim)
+        self.itm_head = nn.Linear(width, 2)
+        self.temperature = nn.Parameter(torch.tensor(0.07))
+        self.lm_head = nn.Linear(width, interface.config.vocab_size)
+        self.lm_head.weight = interface.qformer.word_embeddings.weight  # tied, as in BLIP-2
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            outputs = self.encoder(pixel_values=pixel_values, output_hidden_states=True, return_dict=True)
+        features = select_encoder_features(outputs.hidden_states, self.interface.config)
+        return self.interface.encoder_layer_norm(features)  # (batch, encoder_tokens, encoder_width)
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        features = self.encode(pixel_values)
+        batch = features.shape[0]
+        queries = self.interface.query_tokens.expand(batch, -1, -1)  # (batch, queries, width)
+        qformer = self.interface.qformer
+        query_states = qformer(query_embeds=queries, encoder_hidden_states=features)
+        text_states = qformer(input_ids=input_ids, attention_mask=attention_mask)
+
+        media_embeds = F.normalize(self.vision_proj(query_states), dim=-1)  # (batch, queries, embed)
+        text_embeds = F.normalize(self.text_proj(text_states[:, 0]), dim=-1)  # (batch, embed)
+        # similarity[i, j]: media i vs. text j, the best-matching query of media i.
+        similarity = torch.einsum("bqd,td->bqt", media_embeds, text_embeds).amax(dim=1) / self.temperature
+        targets = torch.arange(batch, device=similarity.device)
+        terms = {"itc": (F.cross_entropy(similarity, targets) + F.cross_entropy(similarity.t(), targets)) / 2}
+        if batch > 1:
+            terms["itm"] = self.matching_loss(
+                queries, features, input_ids, attention_mask, similarity.detach()
+            )
+        terms["itg"] = self.generation_loss(queries, features, input_ids, attention_mask)
+        return PretrainingOutput(loss=sum(terms.values()), loss_terms=terms)
+
+    def matching_loss(self, queries, features, input_ids, attention_mask, similarity) -> torch.Tensor:
+        """Positives, (negative media, text) and (media, negative text) pairs; mean query output -> 2 classes."""
+        batch = queries.shape[0]
+        negative_text = sample_hard_negatives(similarity)  # per media
+        negative_media = sample_hard_negatives(similarity.t())  # per text
+        text_ids = torch.cat([input_ids, input_ids, input_ids[negative_text]])
+        text_mask = torch.cat([attention_mask, attention_mask, attention_mask[negative_text]])
+        media = torch.cat([features, features[negative_media], features])
+        all_queries = torch.cat([queries] * 3)
+        mask = torch.cat([text_mask.new_ones(all_queries.shape[:2]), text_mask], dim=1)
+        states = self.interface.qformer(all_queries, text_ids, mask, media)
+        logits = self.itm_head(states[:, : queries.shape[1]]).mean(dim=1)  # (3 * batch, 2)
+        labels = torch.cat([torch.ones(batch), torch.zeros(2 * batch)]).long().to(logits.device)
+        return F.cross_entropy(logits, labels)
+
+    def generation_loss(self, queries, features, input_ids, attention_mask) -> torch.Tensor:
+        num_queries = queries.shape[1]
+        mask = causal_text_mask(attention_mask, num_queries, queries.dtype)
+        states = self.interface.qformer(queries, input_ids, mask, features)
+        logits = self.lm_head(states[:, num_queries:-1])  # (batch, text - 1, vocab)
+        targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+
+PRETRAINING_WRAPPERS = {"qformer": QFormerPretrainingHeads}
+
+
+def build_pretraining_model(model: nn.Module, modality: str) -> nn.Module:
+    """The stage-1 wrapper of `modality`'s interface, chosen by the interface's kind."""
+    base = unwrap_peft(model).model
+    if modality not in base.interfaces:
+        raise ValueError(
+            f"`modality` must be one of the model's interfaces {list(base.interfaces)}, got {modality!r}."
+        )
+    interface = base.interfaces[modality]
+    wrapper = PRETRAINING_WRAPPERS.get(interface.config.kind)
+    if wrapper is None:
+        raise ValueError(f"No stage-1 objectives for interface kind {interface.config.kind!r} yet.")
+    return wrapper(interface, base.encoder_for(modality))
+
+
+class PretrainingCollator:
+    """(media, caption) examples -> encoder pixels and the caption in the Q-Former's vocabulary."""
+
+    def __init__(
+        self, processor, media_column: str = "images", text_column: str = "response", max_length: int = 64
+    ):
+        self.processor = processor
+        self.media_column = media_column
+        self.text_column = text_column
+        self.max_length = max_length
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        media = [example[self.media_column] for example in examples]
+        texts = [example[self.text_column] for example in examples]
+        pixel_values = self.processor.image_processor(media, return_tensors="pt")["pixel_values"]
+        text = self.processor.qformer_tokenizer(
+            texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {
+            "pixel_values": pixel_values,
+            "input_ids": text["input_ids"],
+            "attention_mask": text["attention_mask"],
+        }
+
+
+class InterfacePretrainingTrainer(StageTrainingMixin, Trainer):
+    """Stage 1: one interface against its frozen encoder, no LLM.
+
+    Takes the full X-LLM model and trains the wrapper of `modality`'s interface. Per-sample terms are
+    micro-batch means, divided here by the accumulation steps (`loss_is_scaled_for_ga`); contrastive
+    and matching negatives come from the micro-batch. `save_model()` writes the interface alone.
+    """
+
+    def __init__(self, model: nn.Module, args=None, modality: str = "image", **kwargs):
+        super().__init__(build_pretraining_model(model, modality), args, **kwargs)
+        self.loss_is_scaled_for_ga = True
+
+    def set_trainable_parameters(self, model: nn.Module) -> None:
+        """Everything but the frozen encoder and the adapter to the LLM (unused without the LLM)."""
+        model.requires_grad_(True)
+        model.encoder.requires_grad_(False)
+        model.interface.adapter.requires_grad_(False)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        steps = self.current_gradient_accumulation_steps if model.training else 1
+        self.record_loss_terms({name: value / steps for name, value in outputs.loss_terms.items()})
+        loss = outputs.loss / steps
+        return (loss, outputs) if return_outputs else loss
+
+    def export_model(self, model: nn.Module, output_dir: str) -> None:
+        model.interface.save_pretrained(output_dir)
+
+
+def load_interface_checkpoint(model: nn.Module, modality: str, path: str) -> None:
+    """Load a stage-1 interface folder (`save_pretrained`) into `model`'s `modality` interface."""
+    interfaces = unwrap_peft(model).model.interfaces
+    if modality not in interfaces:
+        raise ValueError(
+            f"`modality` must be one of the model's interfaces {list(interfaces)}, got {modality!r}."
+        )
+    target = interfaces[modality]
+    target.load_state_dict(type(target).from_pretrained(path).state_dict())  # strict: shapes must match
+
+
+__all__ = [
+    "InterfacePretrainingTrainer",
+    "PretrainingCollator",
+    "QFormerPretrainingHeads",
+    "build_pretraining_model",
+    "causal_text_mask",
+    "load_interface_checkpoint",
+]
