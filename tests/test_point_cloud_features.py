@@ -139,3 +139,13 @@ def test_save_and_load_round_trip(tmp_path):
 def test_invalid_sampling_name_is_rejected():
     with pytest.raises(ValueError, match="sampling must be 'fps' or 'random', got 'grid'"):
         XLLMPointCloudFeatureExtractor(sampling="grid")
+
+
+def test_without_scale_normalisation_a_larger_cloud_stays_larger():
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(600, 3)) * 0.25 + 5.0
+    extractor = XLLMPointCloudFeatureExtractor(num_points=256, normalize_scale=False)
+    clouds = extractor([small, small * 2.0], return_tensors="np")["point_clouds"]
+    radii = np.linalg.norm(clouds, axis=2).max(axis=1)
+    assert np.allclose(clouds.mean(axis=1), 0.0, atol=0.2)  # still centred
+    assert radii[1] == pytest.approx(2 * radii[0], rel=0.05)

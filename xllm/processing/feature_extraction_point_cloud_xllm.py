@@ -42,11 +42,11 @@ def farthest_point_indices(xyz: np.ndarray, count: int) -> np.ndarray:
     return chosen
 
 
-def normalise_to_unit_sphere(xyz: np.ndarray) -> np.ndarray:
-    """Centre at the centroid and scale so the farthest point has norm 1."""
+def normalise_to_unit_sphere(xyz: np.ndarray, scale: bool = True) -> np.ndarray:
+    """Centre at the centroid and (with `scale`) scale so the farthest point has norm 1."""
     centred = xyz - xyz.mean(0)
     radius = np.linalg.norm(centred, axis=1).max()
-    return centred / radius if radius > 0 else centred
+    return centred / radius if scale and radius > 0 else centred
 
 
 def check_cloud(points: np.ndarray) -> np.ndarray:
@@ -125,6 +125,9 @@ class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
             None keeps whatever the inputs have (all clouds of a batch must agree).
         mesh_points: points drawn from a mesh surface before sampling.
         seed: seeds random sampling, mesh surface sampling and the topping-up of small clouds.
+        normalize_scale: scale each cloud to the unit sphere (ULIP-2, X-InstructBLIP). Turn it off
+            when absolute size carries meaning (the demo world asks "which is larger?"): clouds
+            are then only centred.
     """
 
     model_input_names = ["point_clouds"]
@@ -137,6 +140,7 @@ class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
         default_colour: float = 0.4,
         mesh_points: int = 16384,
         seed: int = 0,
+        normalize_scale: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -152,6 +156,7 @@ class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
         self.default_colour = default_colour
         self.mesh_points = mesh_points
         self.seed = seed
+        self.normalize_scale = normalize_scale
 
     def sample_indices(self, xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """`num_points` indices into the cloud; every point plus seeded repeats if it is too small."""
@@ -179,7 +184,7 @@ class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
         """One input -> one (num_points, channels) normalised cloud."""
         points = to_point_array(source, self.mesh_points, self.seed)
         points = points[self.sample_indices(points[:, :3], rng)]
-        xyz = normalise_to_unit_sphere(points[:, :3])
+        xyz = normalise_to_unit_sphere(points[:, :3], scale=self.normalize_scale)
         return self.match_channels(np.concatenate([xyz, points[:, 3:]], axis=1))
 
     def __call__(self, point_clouds, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
