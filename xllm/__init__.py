@@ -15,12 +15,15 @@ from transformers import (
 )
 
 from .modeling_xllm import (
+    DEFAULT_MODALITY_CUES,
     MODALITIES,
+    PRESETS,
     XLLMConfig,
     XLLMForConditionalGeneration,
     XLLMInterfaceConfig,
     XLLMModel,
     XLLMPreTrainedModel,
+    preset_config,
 )
 from .processing import XLLMProcessor, XLLMVideoProcessor
 
@@ -35,7 +38,10 @@ AutoVideoProcessor.register(XLLMConfig, XLLMVideoProcessor, exist_ok=True)
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_MODALITY_CUES",
     "MODALITIES",
+    "PRESETS",
+    "preset_config",
     "XLLMConfig",
     "XLLMForConditionalGeneration",
     "XLLMInterfaceConfig",

@@ -7,20 +7,31 @@ Q-Former tokenizer, tiny encoder / interface / LLM configs.
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
+    ASTFeatureExtractor,
     AutoConfig,
     BertTokenizer,
     BlipImageProcessor,
+    FeatureExtractionMixin,
     PreTrainedConfig,
     PreTrainedTokenizerFast,
+    WhisperFeatureExtractor,
 )
 
 from .modeling_xllm import XLLMConfig, XLLMForConditionalGeneration, XLLMInterfaceConfig
-from .processing import XLLMProcessor, XLLMVideoProcessor
+from .modeling_xllm.configuration_beats import XLLMBeatsConfig
+from .modeling_xllm.configuration_pointbert import XLLMPointBertConfig
+from .processing import (
+    XLLMAudioFeatureExtractor,
+    XLLMPointCloudFeatureExtractor,
+    XLLMProcessor,
+    XLLMVideoProcessor,
+)
 
 TINY_WORDS = (
     "question answer describe the image video what colour shape size is it a an of in on and which one "
     "red green blue yellow white black circle square triangle star small large left right top bottom "
-    "centre moving up down slow fast first second two there how many this that see you do Question Answer"
+    "centre moving up down slow fast first second two there how many this that see you do Question Answer "
+    "audio 3d speech sound hear"
 ).split()  # "Question" / "Answer": the chat template's prompt words (the LLM tokenizer is case-sensitive)
 SPECIAL_TOKENS = [
     "<pad>",
@@ -166,19 +177,92 @@ def tiny_speech_config(model_type: str = "parakeet_encoder") -> PreTrainedConfig
     raise ValueError(f"No tiny speech config for {model_type!r}.")
 
 
+# Tiny audio encoders and their feature extractors: BEATs windows itself (0.64 s windows here); AST
+# (64 frames = 0.64 s) and Whisper (1 s chunks) read one window each, cut by the processor.
+TINY_AUDIO_ENCODERS = ("xllm_beats", "audio-spectrogram-transformer", "whisper")
+TINY_POINTS = 64
+
+
+def tiny_audio_config(model_type: str = "xllm_beats") -> PreTrainedConfig:
+    """A 2-layer, 32-wide audio encoder: BEATs (default), AST or the Whisper encoder."""
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    if model_type == "xllm_beats":
+        return XLLMBeatsConfig(
+            **small,
+            patch_embedding_size=24,
+            conv_pos_kernel_size=8,
+            conv_pos_groups=4,
+            num_buckets=16,
+            max_distance=40,
+        )
+    if model_type == "audio-spectrogram-transformer":
+        return AutoConfig.for_model(model_type, **small, num_mel_bins=16, max_length=64)
+    if model_type == "whisper":
+        return AutoConfig.for_model(
+            "whisper",
+            d_model=32,
+            encoder_layers=2,
+            encoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_layers=1,
+            decoder_attention_heads=4,
+            decoder_ffn_dim=64,
+            num_mel_bins=80,
+            max_source_positions=50,  # 100 log-mel frames: 1 s chunks
+        )
+    raise ValueError(f"`model_type` must be one of {TINY_AUDIO_ENCODERS}, got {model_type!r}.")
+
+
+def tiny_audio_feature_extractor(model_type: str = "xllm_beats") -> FeatureExtractionMixin:
+    """The feature extractor matching `tiny_audio_config(model_type)`."""
+    if model_type == "xllm_beats":
+        return XLLMAudioFeatureExtractor(window_seconds=0.64)
+    if model_type == "audio-spectrogram-transformer":
+        return ASTFeatureExtractor(num_mel_bins=16, max_length=64)
+    if model_type == "whisper":
+        return WhisperFeatureExtractor(feature_size=80, chunk_length=1)
+    raise ValueError(f"`model_type` must be one of {TINY_AUDIO_ENCODERS}, got {model_type!r}.")
+
+
+def tiny_point_cloud_config() -> XLLMPointBertConfig:
+    """A 2-layer PointBERT over 16 groups of 8 points."""
+    return XLLMPointBertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_groups=16,
+        group_size=8,
+        group_embedding_size=48,
+        position_embedding_size=16,
+    )
+
+
 def tiny_cformer_config(**kwargs) -> XLLMInterfaceConfig:
     kwargs.setdefault("max_position_embeddings", 512)
     return tiny_interface_config(num_query_tokens=1, instruction_aware=False, kind="cformer", **kwargs)
 
 
-def tiny_processor(num_query_tokens: int = 4, image_size: int = 32, num_frames: int = 4) -> XLLMProcessor:
+def tiny_processor(
+    num_query_tokens: int = 4,
+    image_size: int = 32,
+    num_frames: int = 4,
+    modalities: tuple[str, ...] = ("image", "video"),
+    modality_cues: dict[str, str] | None = None,
+    audio_model_type: str = "xllm_beats",
+) -> XLLMProcessor:
+    """The processor of the tiny model; `modalities` are the model's (`config.modalities`)."""
     size = {"height": image_size, "width": image_size}
     return XLLMProcessor(
         image_processor=BlipImageProcessor(size=size),
         video_processor=XLLMVideoProcessor(size=size, num_frames=num_frames),
         tokenizer=tiny_tokenizer(),
         qformer_tokenizer=tiny_qformer_tokenizer(),
-        num_query_tokens={"image": num_query_tokens, "video": num_query_tokens},
+        audio_feature_extractor=tiny_audio_feature_extractor(audio_model_type),
+        point_cloud_feature_extractor=XLLMPointCloudFeatureExtractor(num_points=TINY_POINTS),
+        num_query_tokens={m: num_query_tokens for m in modalities if m != "speech"},
+        modalities=list(modalities),
+        modality_cues=modality_cues,
     )
 
 
@@ -189,25 +273,48 @@ def tiny_config(
     instruction_aware: bool = True,
     num_video_frames: int = 4,
     speech_model_type: str | None = "parakeet_encoder",
+    audio_model_type: str | None = "xllm_beats",
+    point_clouds: bool = True,
+    interface_kind: str = "qformer",
+    modality_cues: dict[str, str] | None = None,
 ) -> XLLMConfig:
+    """Tiny config: image and video interfaces, plus speech, audio and point-cloud ones unless turned
+    off (`speech_model_type=None`, `audio_model_type=None`, `point_clouds=False`). `interface_kind`
+    ("qformer" or "linear") applies to every fixed-length interface."""
     tokenizer = tiny_tokenizer()
-    interface = tiny_interface_config(num_query_tokens, instruction_aware)
-    speech = {}
+
+    def interface() -> XLLMInterfaceConfig:
+        return tiny_interface_config(num_query_tokens, instruction_aware, kind=interface_kind)
+
+    modalities = {}
     if speech_model_type is not None:
-        speech = dict(
+        modalities.update(
             speech_config=tiny_speech_config(speech_model_type),
             speech_interface_config=tiny_cformer_config(),
             speech_token_id=tokenizer.convert_tokens_to_ids("<speech>"),
         )
+    if audio_model_type is not None:
+        modalities.update(
+            audio_config=tiny_audio_config(audio_model_type),
+            audio_interface_config=interface(),
+            audio_token_id=tokenizer.convert_tokens_to_ids("<audio>"),
+        )
+    if point_clouds:
+        modalities.update(
+            point_cloud_config=tiny_point_cloud_config(),
+            point_cloud_interface_config=interface(),
+            point_cloud_token_id=tokenizer.convert_tokens_to_ids("<point_cloud>"),
+        )
     return XLLMConfig(
         text_config=tiny_text_config(text_model_type, vocab_size=len(tokenizer)),
         vision_config=tiny_vision_config(vision_model_type),
-        image_interface_config=interface,
-        video_interface_config=tiny_interface_config(num_query_tokens, instruction_aware),
+        image_interface_config=interface(),
+        video_interface_config=interface(),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
         num_video_frames=num_video_frames,
-        **speech,
+        modality_cues=modality_cues,
+        **modalities,
     )
 
 
@@ -218,8 +325,13 @@ def tiny_model_and_processor(
     instruction_aware: bool = True,
     seed: int = 0,
     speech_model_type: str | None = "parakeet_encoder",
+    audio_model_type: str | None = "xllm_beats",
+    point_clouds: bool = True,
+    interface_kind: str = "qformer",
+    modality_cues: dict[str, str] | None = None,
 ) -> tuple[XLLMForConditionalGeneration, XLLMProcessor]:
-    """A small random-weight (model, processor) pair: image, video and speech interfaces, 2-layer LLM.
+    """A small random-weight (model, processor) pair: image, video, speech, audio and point-cloud
+    interfaces (see `tiny_config`), 2-layer LLM.
 
     Forward and generate take well under a second on a CPU. Encoders and LLM are frozen, as in
     training; the model is in eval mode.
@@ -231,8 +343,18 @@ def tiny_model_and_processor(
         num_query_tokens,
         instruction_aware,
         speech_model_type=speech_model_type,
+        audio_model_type=audio_model_type,
+        point_clouds=point_clouds,
+        interface_kind=interface_kind,
+        modality_cues=modality_cues,
     )
     model = XLLMForConditionalGeneration(config).eval()
-    image_size = config.vision_config.image_size
-    processor = tiny_processor(num_query_tokens, image_size=image_size, num_frames=config.num_video_frames)
+    processor = tiny_processor(
+        num_query_tokens,
+        image_size=config.vision_config.image_size,
+        num_frames=config.num_video_frames,
+        modalities=config.modalities,
+        modality_cues=config.modality_cues,
+        audio_model_type=audio_model_type or "xllm_beats",
+    )
     return model, processor

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from transformers import AutoModelForMultimodalLM, AutoProcessor, pipeline
 
-from .testing import tiny_model_and_processor
+from ..testing import tiny_model_and_processor
 
 
 def synthetic_image(seed: int = 0, size: int = 64) -> Image.Image:

@@ -29,6 +29,15 @@ ENCODER_OF_MODALITY = {
 
 INTERFACE_KINDS = ("qformer", "cformer", "linear")
 
+# X-InstructBLIP's text cue before each modality block (the LAVIS prompt prefixes); `speech: ` by analogy.
+DEFAULT_MODALITY_CUES = {
+    "image": "image: ",
+    "video": "video: ",
+    "speech": "speech: ",
+    "audio": "audio: ",
+    "point_cloud": "3d: ",
+}
+
 
 @strict
 class XLLMInterfaceConfig(PreTrainedConfig):
@@ -112,6 +121,9 @@ class XLLMConfig(PreTrainedConfig):
     `num_video_frames` is the number of frames the processor samples by default; the model itself
     accepts any number of frames.
 
+    `modality_cues` (e.g. `DEFAULT_MODALITY_CUES`) is the text the processor writes before each media
+    block, per modality (X-InstructBLIP's `image: `, `3d: `, ...); None writes none.
+
     Example:
 
     ```python
@@ -162,6 +174,7 @@ class XLLMConfig(PreTrainedConfig):
     audio_token_id: int | None = None
     point_cloud_token_id: int | None = None
     num_video_frames: int = 5
+    modality_cues: dict | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -170,6 +183,11 @@ class XLLMConfig(PreTrainedConfig):
             self.tie_word_embeddings = True
         if self.num_video_frames < 1:
             raise ValueError(f"`num_video_frames` must be >= 1, got {self.num_video_frames}.")
+        unknown_cues = sorted(set(self.modality_cues or ()) - set(MODALITIES))
+        if unknown_cues:
+            raise ValueError(
+                f"`modality_cues` must be keyed by modalities among {MODALITIES}, got {unknown_cues}."
+            )
         for modality in self.modalities:
             self._check_modality(modality)
 
@@ -236,4 +254,4 @@ def encoder_hidden_size(encoder_config: PreTrainedConfig) -> int:
     raise ValueError(f"Cannot find the feature width of encoder config {type(encoder_config).__name__}.")
 
 
-__all__ = ["MODALITIES", "XLLMConfig", "XLLMInterfaceConfig"]
+__all__ = ["DEFAULT_MODALITY_CUES", "MODALITIES", "XLLMConfig", "XLLMInterfaceConfig"]

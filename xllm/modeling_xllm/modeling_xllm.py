@@ -52,7 +52,14 @@ FIXED_LENGTH_MEDIA = {
 }
 
 # Media inputs that `generate` must not feed again once they are in the KV cache.
-MEDIA_INPUT_NAMES_AFTER_PREFILL = ("speech_features", "speech_attention_mask", "speech_target_lengths")
+MEDIA_INPUT_NAMES_AFTER_PREFILL = (
+    "speech_features",
+    "speech_attention_mask",
+    "speech_target_lengths",
+    "audio_features",
+    "audio_window_mask",
+    "point_clouds",
+)
 
 
 def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:

@@ -8,6 +8,7 @@ instruction-aware Q-Formers read is tokenized separately with the Q-Former's tok
 """
 
 import re
+import warnings
 from importlib import resources
 
 import torch
@@ -15,11 +16,38 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .audio_loading_xllm import load_audio
+from .feature_extraction_audio_xllm import XLLMAudioFeatureExtractor
+from .feature_extraction_point_cloud_xllm import XLLMPointCloudFeatureExtractor
 from .feature_extraction_speech_xllm import XLLMSpeechFeatureExtractor
 
 # Placeholder written in the text for each modality, and the keyword its media come under.
-PLACEHOLDERS = {"image": "<image>", "video": "<video>", "speech": "<speech>"}
-MEDIA_KEYWORDS = {"image": "images", "video": "videos", "speech": "speech"}
+PLACEHOLDERS = {
+    "image": "<image>",
+    "video": "<video>",
+    "speech": "<speech>",
+    "audio": "<audio>",
+    "point_cloud": "<point_cloud>",
+}
+MEDIA_KEYWORDS = {
+    "image": "images",
+    "video": "videos",
+    "speech": "speech",
+    "audio": "audio",
+    "point_cloud": "point_clouds",
+}
+# Keys of a chat content part that may hold its media item.
+CHAT_MEDIA_KEYS = {
+    "speech": ("speech", "audio", "path", "url"),
+    "audio": ("audio", "path", "url"),
+    "point_cloud": ("point_cloud", "path", "url"),
+}
+# Feature extractors of this package that the processor resolves itself when loading.
+OWN_FEATURE_EXTRACTORS = {
+    cls.__name__: cls
+    for cls in (XLLMSpeechFeatureExtractor, XLLMAudioFeatureExtractor, XLLMPointCloudFeatureExtractor)
+}
+# Kaldi fbank frame shift of transformers' AST feature extractor: `max_length` frames span max_length / 100 s.
+AST_FRAMES_PER_SECOND = 100
 IGNORE_INDEX = -100
 
 
@@ -47,7 +75,7 @@ def flatten_media(media, name: str) -> list:
 
 class XLLMProcessor(ProcessorMixin):
     r"""
-    Tokenizer, Q-Former tokenizer, image processor and video processor of an X-LLM model.
+    Tokenizers and per-modality processors of an X-LLM model.
 
     Args:
         image_processor: any image processor (BLIP's for the published systems).
@@ -57,11 +85,25 @@ class XLLMProcessor(ProcessorMixin):
         speech_feature_extractor: the speech encoder's own feature extractor (default: 80-bin
             Kaldi fbank for the X-LLM conformer; Whisper's or Wav2Vec2's work too). Each speech
             input keeps a single `<speech>` placeholder: CIF decides its length inside the model.
+        audio_feature_extractor: the audio encoder's feature extractor (default: BEATs fbank cut into
+            5.12 s windows). Extractors that do not window themselves (AST, Whisper) get the waveform cut
+            into windows of `audio_window_seconds`, one call per window.
+        point_cloud_feature_extractor: samples and normalises point clouds (default: 8192 points, ULIP-2).
         chat_template (`str`, *optional*): defaults to the X-LLM prompt `Question: ...\n Answer: `.
         num_query_tokens (`dict[str, int]`): embeddings per item of each fixed-length interface
-            (per frame for video), copied from the model config; the processor never imports the model.
+            (per frame for video, per window for audio), copied from the model config; the processor
+            never imports the model.
         instruction_max_length (`int`): the Q-Former instruction is left-truncated to this many tokens.
         padding_side (`str`): `"left"` (for generation) or `"right"`.
+        modalities (`list[str]`, *optional*): the model's interfaces (`config.modalities`). They decide
+            where `audio=` goes: to the speech interface when the model has one and no audio interface,
+            otherwise to the audio interface.
+        modality_cues (`dict[str, str]`, *optional*): text written before each media block, per modality
+            (X-InstructBLIP: `{"image": "image: ", ...}`), copied from `config.modality_cues`.
+        audio_window_seconds (`float`, *optional*): window length for audio extractors that do not window
+            themselves; by default read from the extractor (AST: `max_length` frames, Whisper: `chunk_length`).
+        audio_max_windows (`int`, *optional*): windows per audio clip in training (shorter clips padded,
+            longer ones truncated with a warning); None keeps every window (inference).
     """
 
     def __init__(
@@ -71,14 +113,28 @@ class XLLMProcessor(ProcessorMixin):
         tokenizer=None,
         qformer_tokenizer=None,
         speech_feature_extractor=None,
+        audio_feature_extractor=None,
+        point_cloud_feature_extractor=None,
         chat_template: str | None = None,
         num_query_tokens: dict[str, int] | None = None,
         instruction_max_length: int = 128,
         padding_side: str = "left",
+        modalities: list[str] | None = None,
+        modality_cues: dict[str, str] | None = None,
+        audio_window_seconds: float | None = None,
+        audio_max_windows: int | None = None,
         **kwargs,
     ):
         if padding_side not in ("left", "right"):
             raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
+        for name, keys in (("modalities", modalities), ("modality_cues", modality_cues)):
+            unknown = sorted(set(keys or ()) - set(PLACEHOLDERS))
+            if unknown:
+                raise ValueError(f"`{name}` must name modalities among {list(PLACEHOLDERS)}, got {unknown}.")
+        if audio_max_windows is not None and audio_max_windows < 1:
+            raise ValueError(
+                f"`audio_max_windows` must be None or a positive int, got {audio_max_windows!r}."
+            )
         missing = [token for token in PLACEHOLDERS.values() if token not in tokenizer.get_vocab()]
         if missing:
             tokenizer.add_special_tokens(
@@ -89,20 +145,35 @@ class XLLMProcessor(ProcessorMixin):
         self.num_query_tokens = dict(num_query_tokens or {})
         self.instruction_max_length = instruction_max_length
         self.padding_side = padding_side
+        self.modalities = list(modalities) if modalities is not None else None
+        self.modality_cues = dict(modality_cues) if modality_cues else None
+        self.audio_window_seconds = audio_window_seconds
+        self.audio_max_windows = audio_max_windows
         if chat_template is None:
             chat_template = default_chat_template()
         if speech_feature_extractor is None:
             speech_feature_extractor = XLLMSpeechFeatureExtractor()
+        if audio_feature_extractor is None:
+            audio_feature_extractor = XLLMAudioFeatureExtractor()
+        if point_cloud_feature_extractor is None:
+            point_cloud_feature_extractor = XLLMPointCloudFeatureExtractor()
         super().__init__(
             image_processor,
             video_processor,
             tokenizer,
             qformer_tokenizer,
             speech_feature_extractor,
+            audio_feature_extractor,
+            point_cloud_feature_extractor,
             chat_template=chat_template,
         )
         self.placeholder_ids = {
             m: tokenizer.convert_tokens_to_ids(token) for m, token in PLACEHOLDERS.items()
+        }
+        # Cues are inserted as token ids before each placeholder, so each is tokenized once, here.
+        self.cue_token_ids = {
+            m: tokenizer(cue, add_special_tokens=False)["input_ids"]
+            for m, cue in (self.modality_cues or {}).items()
         }
 
     def __call__(
@@ -113,6 +184,7 @@ class XLLMProcessor(ProcessorMixin):
         audio=None,
         *,
         speech=None,
+        point_clouds=None,
         speech_transcripts: list[str] | None = None,
         instructions: str | list[str] | None = None,
         return_tensors: str | None = "pt",
@@ -120,14 +192,18 @@ class XLLMProcessor(ProcessorMixin):
         return_offsets_mapping: bool = False,
         add_special_tokens: bool = True,
         num_frames: int | None = None,
+        audio_max_windows: int | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Tokenize `text` and preprocess its media; each placeholder gets its interface's length.
 
-        `images` / `videos` are flat (in the order their placeholders appear in the batch) or one
-        list per sample. `instructions` (one per sample) is what instruction-aware Q-Formers read;
-        by default the text with its placeholders removed. `speech` items are waveforms, paths or
-        `datasets.Audio` values; `speech_transcripts` (training) give CIF its target lengths.
+        Media are flat (in the order their placeholders appear in the batch) or one list per
+        sample. `instructions` (one per sample) is what instruction-aware Q-Formers read; by default
+        the text with its placeholders removed. `speech` and `audio` items are waveforms, paths or
+        `datasets.Audio` values; `audio` goes to the speech interface when the model has speech and
+        no audio interface (see `modalities`). `point_clouds` are arrays, mesh files or
+        `datasets.Mesh` values. `speech_transcripts` (training) give CIF its target lengths;
+        `audio_max_windows` overrides the processor's setting for this call.
         """
         if text is None:
             raise ValueError(
@@ -140,34 +216,104 @@ class XLLMProcessor(ProcessorMixin):
             "image": flatten_media(images, "images"),
             "video": flatten_media(videos, "videos"),
             "speech": flatten_media(speech, "speech"),
+            "audio": flatten_media(audio, "audio"),
+            "point_cloud": flatten_media(point_clouds, "point_clouds"),
         }
+        if media["audio"] and self.audio_goes_to_speech:
+            if media["speech"]:
+                raise ValueError(
+                    "This model has no audio interface, so `audio` goes to the speech interface; pass speech "
+                    "in `speech` or in `audio`, not in both."
+                )
+            media["speech"], media["audio"] = media["audio"], []
         self._check_media_counts(texts, media)
 
         data = {}
-        tokens_per_item = {}
+        tokens_per_item = {}  # modality -> LLM tokens of each of its items, in placeholder order
         if media["image"]:
             data["pixel_values"] = self.image_processor(media["image"], return_tensors="pt")["pixel_values"]
-            tokens_per_item["image"] = self._queries("image")
+            tokens_per_item["image"] = [self._queries("image")] * len(media["image"])
         if media["video"]:
             frames_kwargs = {} if num_frames is None else {"num_frames": num_frames}
             pixel_values_videos = self.video_processor(media["video"], return_tensors="pt", **frames_kwargs)[
                 "pixel_values_videos"
             ]
             data["pixel_values_videos"] = pixel_values_videos  # (videos, frames, C, H, W)
-            tokens_per_item["video"] = self._queries("video") * pixel_values_videos.shape[1]
+            tokens_per_item["video"] = [self._queries("video") * pixel_values_videos.shape[1]] * len(
+                media["video"]
+            )
         if media["speech"]:
             data.update(self._speech_features(media["speech"], speech_transcripts))
+        if media["audio"]:
+            max_windows = self.audio_max_windows if audio_max_windows is None else audio_max_windows
+            data.update(self._audio_features(media["audio"], max_windows))
+            windows_per_item = data["audio_window_mask"].sum(1).tolist()
+            tokens_per_item["audio"] = [self._queries("audio") * count for count in windows_per_item]
+        if media["point_cloud"]:
+            data["point_clouds"] = self.point_cloud_feature_extractor(
+                media["point_cloud"], return_tensors="pt"
+            )["point_clouds"]  # (clouds, points, 3 or 6)
+            tokens_per_item["point_cloud"] = [self._queries("point_cloud")] * len(media["point_cloud"])
 
         encoding = self.tokenizer(
             texts, add_special_tokens=add_special_tokens, return_offsets_mapping=return_offsets_mapping
         )
-        expanded = [
-            self._expand_placeholders(encoding, index, tokens_per_item, return_offsets_mapping)
-            for index in range(len(texts))
-        ]
+        expanded = self._expand_placeholders(encoding, tokens_per_item, return_offsets_mapping)
         data.update(self._pad(expanded, padding_side or self.padding_side))
         data.update(self._tokenize_instructions(texts, instructions))
         return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=["offset_mapping"])
+
+    @property
+    def audio_goes_to_speech(self) -> bool:
+        """Whether `audio=` feeds the speech interface: the model has speech and no audio interface."""
+        modalities = self.modalities or ()
+        return "speech" in modalities and "audio" not in modalities
+
+    def _audio_features(self, audio: list, max_windows: int | None) -> dict:
+        """`audio_features` (audios, windows, *window_input) and `audio_window_mask` (audios, windows)."""
+        extractor = self.audio_feature_extractor
+        if "window_mask" in extractor.model_input_names:  # the extractor windows itself (BEATs)
+            features = extractor(audio, max_windows=max_windows, return_tensors="pt")
+            return {
+                "audio_features": features["input_features"],
+                "audio_window_mask": features["window_mask"],
+            }
+        window_samples = round(self.resolved_audio_window_seconds * extractor.sampling_rate)
+        clips = [
+            split_waveform(
+                load_audio(item, target_sampling_rate=extractor.sampling_rate, name=f"audio[{index}]"),
+                window_samples,
+                max_windows,
+                name=f"audio[{index}]",
+            )
+            for index, item in enumerate(audio)
+        ]
+        # One extractor call over every window of the batch: each is padded to the encoder's length.
+        windows = [window for clip in clips for window in clip]
+        features = extractor(windows, sampling_rate=extractor.sampling_rate, return_tensors="pt")
+        window_features = features["input_features" if "input_features" in features else "input_values"]
+        num_windows = max_windows or max(len(clip) for clip in clips)
+        window_mask = torch.zeros(len(clips), num_windows, dtype=torch.long)  # (audios, windows)
+        for index, clip in enumerate(clips):
+            window_mask[index, : len(clip)] = 1
+        audio_features = window_features.new_zeros(len(clips), num_windows, *window_features.shape[1:])
+        audio_features[window_mask.bool()] = window_features  # (audios, windows, *window_input)
+        return {"audio_features": audio_features, "audio_window_mask": window_mask}
+
+    @property
+    def resolved_audio_window_seconds(self) -> float:
+        """`audio_window_seconds`, or the window the audio extractor's encoder reads (AST, Whisper)."""
+        if self.audio_window_seconds is not None:
+            return self.audio_window_seconds
+        extractor = self.audio_feature_extractor
+        if getattr(extractor, "n_samples", None):  # Whisper: `chunk_length` seconds
+            return extractor.n_samples / extractor.sampling_rate
+        if getattr(extractor, "max_length", None):  # AST: `max_length` fbank frames at a 10 ms shift
+            return extractor.max_length / AST_FRAMES_PER_SECOND
+        raise ValueError(
+            f"`audio_window_seconds` is None and the audio feature extractor {type(extractor).__name__} defines no "
+            "window length; pass `audio_window_seconds` to the processor."
+        )
 
     def _speech_features(self, speech: list, transcripts: list[str] | None) -> dict:
         extractor = self.speech_feature_extractor
@@ -219,21 +365,31 @@ class XLLMProcessor(ProcessorMixin):
                 )
 
     def _expand_placeholders(
-        self, encoding, index: int, tokens_per_item: dict[str, int], with_offsets: bool
-    ) -> dict[str, list]:
-        """Repeat each placeholder token as many times as its interface has outputs."""
-        repeats = {self.placeholder_ids[m]: n for m, n in tokens_per_item.items()}
-        input_ids, offsets = [], []
-        source_offsets = encoding["offset_mapping"][index] if with_offsets else None
-        for position, token_id in enumerate(encoding["input_ids"][index]):
-            count = repeats.get(token_id, 1)
-            input_ids.extend([token_id] * count)
+        self, encoding, tokens_per_item: dict[str, list[int]], with_offsets: bool
+    ) -> list[dict[str, list]]:
+        """Repeat each placeholder token as many times as its item has interface outputs, after the
+        modality's cue tokens; cue and repeats keep the placeholder's character offsets."""
+        modality_of = {token_id: m for m, token_id in self.placeholder_ids.items()}
+        item_lengths = {m: iter(lengths) for m, lengths in tokens_per_item.items()}
+        samples = []
+        for index, sample_ids in enumerate(encoding["input_ids"]):
+            source_offsets = encoding["offset_mapping"][index] if with_offsets else None
+            input_ids, offsets = [], []
+            for position, token_id in enumerate(sample_ids):
+                modality = modality_of.get(token_id)
+                block = [token_id]
+                if modality is not None:
+                    # Speech keeps one placeholder: the model splices in as many tokens as CIF fires.
+                    repeats = next(item_lengths[modality]) if modality in item_lengths else 1
+                    block = self.cue_token_ids.get(modality, []) + [token_id] * repeats
+                input_ids.extend(block)
+                if with_offsets:
+                    offsets.extend([tuple(source_offsets[position])] * len(block))
+            sample = {"input_ids": input_ids}
             if with_offsets:
-                offsets.extend([tuple(source_offsets[position])] * count)
-        sample = {"input_ids": input_ids}
-        if with_offsets:
-            sample["offset_mapping"] = offsets
-        return sample
+                sample["offset_mapping"] = offsets
+            samples.append(sample)
+        return samples
 
     def _pad(self, samples: list[dict[str, list]], padding_side: str) -> dict:
         if padding_side not in ("left", "right"):
@@ -283,14 +439,29 @@ class XLLMProcessor(ProcessorMixin):
     def _multimodal_inputs_from_conversations(
         self, conversations, audio_loading_params, load_audio_from_video=False
     ):
-        images, videos, audios, extra = super()._multimodal_inputs_from_conversations(
-            conversations, audio_loading_params, load_audio_from_video
+        """Images and videos as `ProcessorMixin` extracts them; speech, audio and point clouds as they
+        are in the messages, for this processor's own loaders. Audio parts are hidden from
+        `ProcessorMixin`, which would decode them with transformers' loader."""
+        if load_audio_from_video:
+            raise ValueError(
+                "`load_audio_from_video=True` is not supported: give the sound track as its own "
+                "{'type': 'audio', 'audio': ...} part."
+            )
+        without_audio = [[without_content_type(message, "audio") for message in c] for c in conversations]
+        images, videos, _, extra = super()._multimodal_inputs_from_conversations(
+            without_audio, audio_loading_params
         )
         extra["instructions"] = [conversation_instruction(conversation) for conversation in conversations]
-        speech = [media_of(conversation, "speech") for conversation in conversations]
-        if any(speech):
-            extra["speech"] = [item for items in speech for item in items]
-        return images, videos, audios, extra
+        speech = [item for conversation in conversations for item in media_of(conversation, "speech")]
+        point_clouds = [
+            item for conversation in conversations for item in media_of(conversation, "point_cloud")
+        ]
+        if speech:
+            extra["speech"] = speech
+        if point_clouds:
+            extra["point_clouds"] = point_clouds
+        audio = [item for conversation in conversations for item in media_of(conversation, "audio")]
+        return images, videos, audio, extra
 
     def apply_chat_template(self, conversation, chat_template: str | None = None, **kwargs):
         """`ProcessorMixin.apply_chat_template`, plus `labels` when `return_assistant_tokens_mask=True`:
@@ -311,8 +482,8 @@ class XLLMProcessor(ProcessorMixin):
         """Sub-processor class by name, as saved in `processor_config.json`. Ours are resolved here:
         transformers' own lookup breaks on them (it expects every registered video processor to be a
         class, but `AutoVideoProcessor.register` stores a dict)."""
-        if module_name == XLLMSpeechFeatureExtractor.__name__:
-            return XLLMSpeechFeatureExtractor
+        if module_name in OWN_FEATURE_EXTRACTORS:
+            return OWN_FEATURE_EXTRACTORS[module_name]
         return ProcessorMixin.get_possibly_dynamic_module(module_name)
 
     @property
@@ -326,6 +497,9 @@ class XLLMProcessor(ProcessorMixin):
             "qformer_attention_mask",
             "speech_features",
             "speech_attention_mask",
+            "audio_features",
+            "audio_window_mask",
+            "point_clouds",
         ]
 
 
@@ -338,8 +512,31 @@ def media_of(conversation: list[dict], content_type: str) -> list:
             continue
         for part in content:
             if part.get("type") == content_type:
-                items.extend(part[key] for key in (content_type, "audio", "path", "url") if key in part)
+                items.extend(part[key] for key in CHAT_MEDIA_KEYS[content_type] if key in part)
     return items
+
+
+def without_content_type(message: dict, content_type: str) -> dict:
+    """A copy of `message` without its parts of `content_type`."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    return {**message, "content": [part for part in content if part.get("type") != content_type]}
+
+
+def split_waveform(waveform, window_samples: int, max_windows: int | None, name: str) -> list:
+    """Consecutive windows of `window_samples` samples (the last one shorter, padded by the extractor),
+    at most `max_windows` of them (a warning says when some are cut)."""
+    windows = [
+        waveform[start : start + window_samples] for start in range(0, max(len(waveform), 1), window_samples)
+    ]
+    if max_windows is not None and len(windows) > max_windows:
+        warnings.warn(
+            f"`{name}` spans {len(windows)} windows; keeping the first {max_windows} (audio_max_windows).",
+            stacklevel=4,
+        )
+        windows = windows[:max_windows]
+    return windows
 
 
 def conversation_instruction(conversation: list[dict]) -> str:

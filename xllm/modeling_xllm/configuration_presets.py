@@ -1,0 +1,211 @@
+"""`XLLMConfig` presets for the published systems (X-LLM, X-InstructBLIP 7b / 13b) and a tiny one.
+
+Presets build configurations only: no weights are downloaded. With random weights (or on the meta
+device) they give the published architectures and trainable-parameter counts; converted checkpoints
+fill the weights.
+
+Placeholder tokens are appended after the LLM's own vocabulary, in the order `XLLMProcessor` adds
+them to a tokenizer that lacks them (image, video, speech, audio, point cloud), so `text_config.vocab_size`
+is the LLM's vocabulary plus five and the token ids follow from the LLM's vocabulary size.
+"""
+
+from transformers import Blip2VisionConfig, GlmConfig, LlamaConfig, ParakeetEncoderConfig
+
+from .configuration_beats import XLLMBeatsConfig
+from .configuration_pointbert import XLLMPointBertConfig
+from .configuration_xllm import DEFAULT_MODALITY_CUES, MODALITIES, XLLMConfig, XLLMInterfaceConfig
+
+# X-LLM's frame sampling (5 frames) is also X-InstructBLIP's.
+NUM_VIDEO_FRAMES = 5
+
+# Vicuna (Llama) sizes: hidden, layers, heads, FFN; vocabulary 32000.
+VICUNA_SIZES = {"7b": (4096, 32, 32, 11008), "13b": (5120, 40, 40, 13824)}
+VICUNA_VOCAB_SIZE = 32000
+
+# ChatGLM-6B's vocabulary (icetk tokens) and special token ids; the GLM config below stands in for its
+# architecture.
+CHATGLM_6B_VOCAB_SIZE = 130528
+CHATGLM_6B_SPECIAL_TOKEN_IDS = dict(pad_token_id=3, bos_token_id=130004, eos_token_id=130005)
+
+
+def placeholder_token_ids(llm_vocab_size: int) -> dict[str, int]:
+    """`{modality}_token_id` for the five placeholders appended after an LLM vocabulary of this size."""
+    return {f"{modality}_token_id": llm_vocab_size + index for index, modality in enumerate(MODALITIES)}
+
+
+def eva_vit_g_config() -> Blip2VisionConfig:
+    """EVA ViT-g/14 as BLIP-2 uses it: 1408 wide, 39 layers (the 40th is dropped), 224 px, patch 14."""
+    return Blip2VisionConfig(
+        hidden_size=1408,
+        num_hidden_layers=39,
+        num_attention_heads=16,
+        intermediate_size=6144,
+        image_size=224,
+        patch_size=14,
+        qkv_bias=True,
+        layer_norm_eps=1e-6,
+    )
+
+
+def conformer_speech_config() -> ParakeetEncoderConfig:
+    """The X-LLM speech encoder: conv subsampling + conformer over 80-bin Kaldi fbank.
+
+    X-LLM used an in-house Mandarin ASR conformer whose sizes were not published; these are the
+    common ESPnet / WeNet "Conformer" recipe sizes for AISHELL-scale Mandarin ASR (12 blocks,
+    width 256, 4 heads, FFN 2048, convolution kernel 15, 4x subsampling to 40 ms frames). 4x
+    subsampling keeps the frame rate CIF integrates over close to the published one (about 3 to 5
+    frames per Chinese character).
+    """
+    return ParakeetEncoderConfig(
+        hidden_size=256,
+        num_hidden_layers=12,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=2048,
+        conv_kernel_size=15,
+        subsampling_factor=4,
+        subsampling_conv_channels=256,
+        num_mel_bins=80,
+    )
+
+
+def chatglm_6b_text_config() -> GlmConfig:
+    """A transformers GLM config at ChatGLM-6B's size: 4096 wide, 28 layers, 32 heads, 2048 positions.
+    ChatGLM-6B's own remote code does not run on current transformers.
+
+    ChatGLM-6B's FFN is 16384 wide with two matrices (GELU); GLM's is gated (three matrices), so the
+    width with the same parameters is 16384 * 2 / 3, rounded to 10944 (a multiple of 64): the LLM
+    then has ChatGLM-6B's 6.2B parameters (layers and embeddings).
+    """
+    return GlmConfig(
+        hidden_size=4096,
+        num_hidden_layers=28,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        head_dim=128,
+        intermediate_size=10944,
+        max_position_embeddings=2048,
+        vocab_size=CHATGLM_6B_VOCAB_SIZE + len(MODALITIES),
+        **CHATGLM_6B_SPECIAL_TOKEN_IDS,
+    )
+
+
+def vicuna_text_config(size: str) -> LlamaConfig:
+    if size not in VICUNA_SIZES:
+        raise ValueError(f"`size` must be one of {sorted(VICUNA_SIZES)}, got {size!r}.")
+    hidden, layers, heads, ffn = VICUNA_SIZES[size]
+    return LlamaConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=2048,
+        vocab_size=VICUNA_VOCAB_SIZE + len(MODALITIES),
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def qformer_config(instruction_aware: bool, **kwargs) -> XLLMInterfaceConfig:
+    """BLIP-2's Q-Former: BERT-base (12 layers, 768 wide), 32 queries, cross-attention every 2nd layer."""
+    return XLLMInterfaceConfig(
+        kind="qformer",
+        num_query_tokens=32,
+        cross_attention_frequency=2,
+        instruction_aware=instruction_aware,
+        **kwargs,
+    )
+
+
+def x_llm_config() -> XLLMConfig:
+    """X-LLM (Chen et al., 2023): EVA ViT-g image and video Q-Formers (not instruction-aware),
+    a conformer speech encoder with a 12-layer, 768-wide C-Former, and a ChatGLM-6B-sized GLM."""
+    text_config = chatglm_6b_text_config()
+    return XLLMConfig(
+        text_config=text_config,
+        vision_config=eva_vit_g_config(),
+        speech_config=conformer_speech_config(),
+        image_interface_config=qformer_config(instruction_aware=False),
+        video_interface_config=qformer_config(instruction_aware=False),
+        speech_interface_config=XLLMInterfaceConfig(
+            kind="cformer", num_hidden_layers=12, instruction_aware=False
+        ),
+        num_video_frames=NUM_VIDEO_FRAMES,
+        **placeholder_token_ids(CHATGLM_6B_VOCAB_SIZE),
+    )
+
+
+def x_instructblip_config(size: str = "7b") -> XLLMConfig:
+    """X-InstructBLIP (Panagopoulou et al., 2023) with Vicuna-7b or -13b: instruction-aware Q-Formers
+    (32 queries x 768) for image and video (EVA ViT-g), audio (BEATs, 5.12 s windows) and 3D (ULIP-2
+    PointBERT over 8192 xyz + rgb points), each block preceded by its modality cue."""
+    return XLLMConfig(
+        text_config=vicuna_text_config(size),
+        vision_config=eva_vit_g_config(),
+        audio_config=XLLMBeatsConfig(),
+        point_cloud_config=XLLMPointBertConfig(in_channels=6),
+        image_interface_config=qformer_config(instruction_aware=True),
+        video_interface_config=qformer_config(instruction_aware=True),
+        audio_interface_config=qformer_config(instruction_aware=True),
+        point_cloud_interface_config=qformer_config(instruction_aware=True),
+        num_video_frames=NUM_VIDEO_FRAMES,
+        modality_cues=dict(DEFAULT_MODALITY_CUES),
+        **placeholder_token_ids(VICUNA_VOCAB_SIZE),
+    )
+
+
+def tiny_config(llm_vocab_size: int = 64) -> XLLMConfig:
+    """X-InstructBLIP's shape in miniature (every modality, widths 32, 2 layers) for tests and demos."""
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    interface = dict(small, num_query_tokens=4, cross_attention_frequency=1, max_position_embeddings=128)
+    return XLLMConfig(
+        text_config=LlamaConfig(
+            **small, num_key_value_heads=2, vocab_size=llm_vocab_size + len(MODALITIES), pad_token_id=0
+        ),
+        vision_config=Blip2VisionConfig(**small, image_size=32, patch_size=8),
+        speech_config=ParakeetEncoderConfig(
+            **small,
+            num_key_value_heads=4,
+            subsampling_factor=4,
+            subsampling_conv_channels=8,
+            conv_kernel_size=3,
+        ),
+        audio_config=XLLMBeatsConfig(
+            **small,
+            patch_embedding_size=24,
+            conv_pos_kernel_size=8,
+            conv_pos_groups=4,
+            num_buckets=16,
+            max_distance=40,
+        ),
+        point_cloud_config=XLLMPointBertConfig(
+            **small, num_groups=16, group_size=8, group_embedding_size=48, position_embedding_size=16
+        ),
+        image_interface_config=XLLMInterfaceConfig(**interface),
+        video_interface_config=XLLMInterfaceConfig(**interface),
+        speech_interface_config=XLLMInterfaceConfig(**dict(interface, num_query_tokens=1), kind="cformer"),
+        audio_interface_config=XLLMInterfaceConfig(**interface),
+        point_cloud_interface_config=XLLMInterfaceConfig(**interface),
+        num_video_frames=2,
+        modality_cues=dict(DEFAULT_MODALITY_CUES),
+        **placeholder_token_ids(llm_vocab_size),
+    )
+
+
+PRESETS = {
+    "x-llm": x_llm_config,
+    "x-instructblip-7b": lambda: x_instructblip_config("7b"),
+    "x-instructblip-13b": lambda: x_instructblip_config("13b"),
+    "tiny": tiny_config,
+}
+
+
+def preset_config(name: str) -> XLLMConfig:
+    """The `XLLMConfig` of a published system by name: one of `PRESETS`."""
+    if name not in PRESETS:
+        raise ValueError(f"`name` must be one of {sorted(PRESETS)}, got {name!r}.")
+    return PRESETS[name]()
+
+
+__all__ = ["PRESETS", "preset_config", "tiny_config", "x_instructblip_config", "x_llm_config"]
