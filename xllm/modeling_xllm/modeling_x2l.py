@@ -9,6 +9,11 @@ from transformers import PreTrainedModel
 
 from .configuration_xllm import XLLMInterfaceConfig
 
+# Kept in fp32 under fp16 and bf16: the learned queries and the LayerNorms (their outputs are cast
+# back to the interface dtype in `forward`). The composite model declares them too, because
+# transformers collects these names from direct children only (interfaces sit in a ModuleDict).
+FP32_MODULES = ["query_tokens", "encoder_layer_norm", "embedding_layer_norm"]
+
 
 class XLLMInterfacePreTrainedModel(PreTrainedModel):
     config: XLLMInterfaceConfig
@@ -18,7 +23,7 @@ class XLLMInterfacePreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _keep_in_fp32_modules = ["query_tokens", "encoder_layer_norm", "embedding_layer_norm"]
+    _keep_in_fp32_modules_strict = FP32_MODULES
 
     @property
     def num_output_tokens(self) -> int:
@@ -26,4 +31,4 @@ class XLLMInterfacePreTrainedModel(PreTrainedModel):
         return self.config.num_query_tokens
 
 
-__all__ = ["XLLMInterfacePreTrainedModel"]
+__all__ = ["FP32_MODULES", "XLLMInterfacePreTrainedModel"]

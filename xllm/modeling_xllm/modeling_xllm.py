@@ -10,11 +10,19 @@ The forward pass is one straight path:
     -> the LLM.
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
@@ -31,6 +39,7 @@ from .modeling_pointbert import XLLMPointBertModel
 from .modeling_qformer import QFormerInterface
 from .modeling_speech_encoder import encoder_input_name, speech_frame_mask
 from .modeling_splice import splice_variable_length_features
+from .modeling_x2l import FP32_MODULES
 
 # Encoders whose config class has no entry in `AutoModel`'s mapping.
 ENCODER_CLASSES_OUTSIDE_AUTO = {
@@ -68,6 +77,20 @@ def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
     if encoder_class is not None:
         return encoder_class._from_config(config)
     return AutoModel.from_config(config)
+
+
+def load_pretrained_encoder(path: str | os.PathLike, **kwargs) -> PreTrainedModel:
+    """A pretrained encoder by local path or Hub id. For a composite checkpoint (CLIP, SigLIP,
+    BLIP-2) the vision tower is taken out of it."""
+    config = AutoConfig.from_pretrained(path, **kwargs)
+    if (
+        getattr(config, "vision_config", None) is not None
+        and config.model_type not in ENCODER_CLASSES_OUTSIDE_AUTO
+    ):
+        composite = AutoModel.from_pretrained(path, **kwargs)
+        return composite.vision_model
+    encoder_class = ENCODER_CLASSES_OUTSIDE_AUTO.get(config.model_type, AutoModel)
+    return encoder_class.from_pretrained(path, **kwargs)
 
 
 def build_interface(config: XLLMInterfaceConfig) -> nn.Module:
@@ -137,6 +160,7 @@ class XLLMPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _skip_keys_device_placement = ["past_key_values"]
     _no_split_modules = ["QFormerLayer"]
+    _keep_in_fp32_modules_strict = FP32_MODULES
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -536,6 +560,69 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
 
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
+
+    @classmethod
+    def from_pretrained_parts(
+        cls,
+        text_model: str | os.PathLike,
+        encoders: dict[str, str | os.PathLike],
+        interfaces: dict[str, XLLMInterfaceConfig],
+        tokenizer=None,
+        dtype: torch.dtype | str | None = None,
+        device_map: str | dict | None = None,
+        trust_remote_code: bool = False,
+        **config_kwargs,
+    ) -> "XLLMForConditionalGeneration":
+        """Compose a model from separately pretrained parts, the way real users start.
+
+        text_model: a causal LM (with its `lm_head`) by local path or Hub id (Vicuna, Llama, Qwen2, GLM, ...).
+        encoders: encoder name -> checkpoint: `vision` (feeds image and video), `speech`, `audio`,
+            `point_cloud`. Composite checkpoints (CLIP, SigLIP, BLIP-2) give their vision tower.
+        interfaces: modality -> interface config (new, randomly initialised interfaces).
+        tokenizer: the LLM's tokenizer (loaded from `text_model` when None); missing placeholder
+            tokens are added to it, and the LLM's embeddings grow to cover them. Build the
+            processor with this same tokenizer.
+        dtype / device_map: as in `from_pretrained` (`device_map="auto"` splits across devices);
+            learned queries and LayerNorms of the interfaces stay in fp32 under half precision.
+        trust_remote_code: opt-in for an LLM that needs its own code; never enabled implicitly.
+        """
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(
+            text_model, trust_remote_code=trust_remote_code
+        )
+        language_model = AutoModelForCausalLM.from_pretrained(text_model, trust_remote_code=trust_remote_code)
+        placeholders = [f"<{modality}>" for modality in interfaces]
+        missing = [token for token in placeholders if token not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens(
+                {"additional_special_tokens": missing}, replace_extra_special_tokens=False
+            )
+        if len(tokenizer) > language_model.config.vocab_size:
+            language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        loaded_encoders = {name: load_pretrained_encoder(path) for name, path in encoders.items()}
+        config = XLLMConfig(
+            text_config=language_model.config,
+            **{f"{name}_config": encoder.config for name, encoder in loaded_encoders.items()},
+            **{f"{modality}_interface_config": interface for modality, interface in interfaces.items()},
+            **{
+                f"{modality}_token_id": tokenizer.convert_tokens_to_ids(f"<{modality}>")
+                for modality in interfaces
+            },
+            **config_kwargs,
+        )
+        state_dict = {
+            f"model.language_model.{k}": v for k, v in language_model.base_model.state_dict().items()
+        }
+        state_dict["lm_head.weight"] = language_model.get_output_embeddings().weight
+        for name, encoder in loaded_encoders.items():
+            state_dict.update({f"model.encoders.{name}.{k}": v for k, v in encoder.state_dict().items()})
+        for modality in config.modalities:  # fresh interfaces, built in fp32 so the dtype plan applies
+            interface = build_interface(config.interface_config(modality))
+            state_dict.update(
+                {f"model.interfaces.{modality}.{k}": v for k, v in interface.state_dict().items()}
+            )
+        return cls.from_pretrained(
+            None, config=config, state_dict=state_dict, dtype=dtype, device_map=device_map
+        )
 
     def _supports_mm_encoder_outputs(self) -> bool:
         # `generate` would otherwise pre-encode media with one instruction per *sample*; `forward`
