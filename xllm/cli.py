@@ -5,6 +5,7 @@ import argparse
 from .conversion_cli import add_convert_command
 from .demo import add_demo_command
 from .evaluation.cli import add_evaluation_commands
+from .trainers.cli import add_train_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_demo_command(subparsers)
+    add_train_command(subparsers)
     add_evaluation_commands(subparsers)
     add_convert_command(subparsers)
     return parser

@@ -1,0 +1,196 @@
+"""`xllm train CONFIG.yaml`: one training stage from a YAML file.
+
+The YAML holds the fields of three dataclasses and of `transformers.TrainingArguments`, side by
+side, parsed with `HfArgumentParser`:
+
+    stage: 2                       # 1 interface pre-training, 2 alignment, 3 instruction tuning
+    model_name_or_path: runs/stage1-export   # or `tiny_model: true`
+    datasets: [data/images.jsonl, data/videos.csv]
+    dataset_ratios: [3, 1]
+    output_dir: runs/stage2
+    learning_rate: 1.0e-4
+    max_steps: 1000
+
+At the end the model is exported (`save_pretrained` folder, or the interface alone for stage 1)
+and the loss curves are plotted into `output_dir/loss_curves.png`.
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser, TrainingArguments
+
+from .data import XLLMDataCollator, load_manifest, mix_datasets
+from .pretraining import InterfacePretrainingTrainer, PretrainingCollator, SpeechRecognitionCollator
+from .stages import AlignmentTrainer, InstructionTuningTrainer, default_lora_config, init_video_from_image
+
+LOSS_CURVES_NAME = "loss_curves.png"
+
+
+@dataclass
+class ModelArguments:
+    """Which model the stage starts from."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved X-LLM folder (or Hub id)."}
+    )
+    tiny_model: bool = field(default=False, metadata={"help": "The tiny random model of `xllm.testing`."})
+    interface_checkpoints: dict[str, str] | None = field(
+        default=None, metadata={"help": "Stage-1 interface folders to load, by modality."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """Local manifests (JSONL/CSV/Parquet) mixed with sampling ratios."""
+
+    datasets: list[str] = field(default_factory=list, metadata={"help": "Manifest paths."})
+    dataset_ratios: list[float] | None = field(default=None, metadata={"help": "One ratio per manifest."})
+    streaming: bool = field(default=False, metadata={"help": "Decode media lazily (IterableDataset)."})
+    text_column: str = field(
+        default="response", metadata={"help": "Stage 1: the caption or transcript column."}
+    )
+
+
+@dataclass
+class StageArguments:
+    """What the stage trains."""
+
+    stage: int = field(default=2, metadata={"help": "1, 2 or 3."})
+    modality: str = field(default="image", metadata={"help": "Stage 1: the interface to pre-train."})
+    modalities: list[str] | None = field(default=None, metadata={"help": "Stage 2: interfaces to align."})
+    init_video_from_image: bool = field(default=False, metadata={"help": "Stage 2: video starts as image."})
+    lora_rank: int = field(default=0, metadata={"help": "Stage 3: LoRA rank on the LLM (0: no LoRA)."})
+    shuffle_modality_order: bool = field(default=False, metadata={"help": "Stage 3: permute media parts."})
+    ctc_weight: float = field(
+        default=0.0, metadata={"help": "Stage 1 C-Former: weight of CTC on the encoder."}
+    )
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, StageArguments, TrainingArguments)
+
+
+def parse_config(path: str | Path, overrides: dict | None = None):
+    """(model, data, stage, training) arguments from a YAML file; `overrides` replace its keys."""
+    import yaml
+
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    values.update(overrides or {})
+    model_args, data_args, stage_args, training_args = HfArgumentParser(ARGUMENT_CLASSES).parse_dict(values)
+    if stage_args.stage not in (1, 2, 3):
+        raise ValueError(f"`stage` must be 1, 2 or 3, got {stage_args.stage}.")
+    if model_args.tiny_model == (model_args.model_name_or_path is not None):
+        raise ValueError("Set exactly one of `model_name_or_path` and `tiny_model: true`.")
+    return model_args, data_args, stage_args, training_args
+
+
+def load_model_and_processor(model_args: ModelArguments):
+    """The starting model and its processor; the one place where presets plug in."""
+    if model_args.tiny_model:
+        from xllm.testing import tiny_model_and_processor
+
+        model, processor = tiny_model_and_processor()
+    else:
+        from transformers import AutoProcessor
+
+        from xllm import XLLMForConditionalGeneration
+
+        model = XLLMForConditionalGeneration.from_pretrained(model_args.model_name_or_path)
+        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    if model_args.interface_checkpoints:
+        from .pretraining import load_interface_checkpoint
+
+        for modality, folder in model_args.interface_checkpoints.items():
+            load_interface_checkpoint(model, modality, folder)
+    return model.train(), processor
+
+
+def build_trainer(model_args, data_args, stage_args, training_args):
+    if not data_args.datasets:
+        raise ValueError("`datasets` must list at least one manifest.")
+    model, processor = load_model_and_processor(model_args)
+    sources = [load_manifest(path, streaming=data_args.streaming) for path in data_args.datasets]
+    dataset = mix_datasets(sources, data_args.dataset_ratios, seed=training_args.seed)
+    common = dict(args=training_args, train_dataset=dataset, processing_class=processor)
+    if stage_args.stage == 1:
+        speech = stage_args.modality == "speech"
+        collator_class = SpeechRecognitionCollator if speech else PretrainingCollator
+        return InterfacePretrainingTrainer(
+            model,
+            modality=stage_args.modality,
+            wrapper_kwargs={"ctc_weight": stage_args.ctc_weight} if speech else None,
+            data_collator=collator_class(processor, text_column=data_args.text_column),
+            **common,
+        )
+    if stage_args.stage == 2:
+        if stage_args.init_video_from_image:
+            init_video_from_image(model)
+        return AlignmentTrainer(
+            model, modalities=stage_args.modalities, data_collator=XLLMDataCollator(processor), **common
+        )
+    lora = (
+        default_lora_config(rank=stage_args.lora_rank, alpha=2 * stage_args.lora_rank)
+        if stage_args.lora_rank
+        else None
+    )
+    collator = XLLMDataCollator(processor, shuffle_modality_order=stage_args.shuffle_modality_order)
+    return InstructionTuningTrainer(model, lora_config=lora, data_collator=collator, **common)
+
+
+def plot_loss_curves(log_history: list[dict], path: str | Path) -> None:
+    """Every logged training loss (`loss` and each `loss_<term>`) against the step, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    names = sorted({key for entry in log_history for key in entry if key.startswith("loss")})
+    figure, axes = pyplot.subplots(figsize=(7, 4))
+    for name in names:
+        points = [(entry["step"], entry[name]) for entry in log_history if name in entry]
+        axes.plot(*zip(*points, strict=True), label=name)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
+
+
+def run_training(config: str, resume_from_checkpoint: str | None = None, overrides: dict | None = None):
+    """Train one stage from `config`; returns the trainer (its `state.log_history` holds the losses)."""
+    model_args, data_args, stage_args, training_args = parse_config(config, overrides)
+    trainer = build_trainer(model_args, data_args, stage_args, training_args)
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint or training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        plot_loss_curves(trainer.state.log_history, Path(training_args.output_dir) / LOSS_CURVES_NAME)
+    return trainer
+
+
+def add_train_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="Train one stage from a YAML config.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", help="YAML file: stage, model, datasets, TrainingArguments.")
+    parser.add_argument(
+        "--resume_from_checkpoint", default=None, help="A checkpoint folder of an earlier run."
+    )
+    parser.set_defaults(run=lambda args: run_training(args.config, args.resume_from_checkpoint) and 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m xllm.trainers.cli CONFIG.yaml` (what `torchrun` launches on each process)."""
+    parser = argparse.ArgumentParser(prog="xllm train")
+    add_train_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
