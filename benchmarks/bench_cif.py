@@ -3,30 +3,21 @@
 Both run on the same inputs, side by side: the repeats alternate between the two so that a
 slowdown of the machine hits both, and each time is the median of its repeats.
 
-    python benchmarks/bench_cif.py [--repeats 5] [--device cpu] [--threads N]
+    python -m benchmarks.bench_cif [--repeats 5] [--device cpu] [--threads N] [--tiny]
 """
 
 import argparse
 import statistics
-import time
 
 import torch
 
+from benchmarks.timing import time_ms
 from xllm.modeling_xllm.modeling_cif import integrate_and_fire, integrate_and_fire_reference
 
 BATCH_SIZES = (1, 16)
 FRAME_COUNTS = (200, 1000)
 WIDTH = 512
 MAX_ALPHA = 0.5  # sigmoid weights in (0, 0.5): about four frames per token, as after subsampling
-
-
-def time_call_ms(function, *args) -> float:
-    """Milliseconds one call takes, waiting for the device to finish."""
-    start = time.perf_counter()
-    function(*args)
-    if args[0].is_cuda:
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1000
 
 
 @torch.no_grad()
@@ -41,8 +32,8 @@ def measure(batch: int, frames: int, repeats: int, device: str) -> dict:
         raise AssertionError(f"token counts differ: {lengths.tolist()} vs {expected_lengths.tolist()}")
     reference_ms, vectorised_ms = [], []
     for _ in range(repeats):
-        reference_ms.append(time_call_ms(integrate_and_fire_reference, hidden_states, alphas))
-        vectorised_ms.append(time_call_ms(integrate_and_fire, hidden_states, alphas))
+        reference_ms.append(time_ms(lambda: integrate_and_fire_reference(hidden_states, alphas)))
+        vectorised_ms.append(time_ms(lambda: integrate_and_fire(hidden_states, alphas)))
     return {
         "batch": batch,
         "frames": frames,
@@ -71,11 +62,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per implementation and size")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--tiny", action="store_true", help="one small size only (smoke test)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [
-        measure(batch, frames, args.repeats, args.device) for batch in BATCH_SIZES for frames in FRAME_COUNTS
+        measure(batch, frames, args.repeats, args.device)
+        for batch in BATCH_SIZES[: 1 if args.tiny else None]
+        for frames in FRAME_COUNTS[: 1 if args.tiny else None]
     ]
     print(
         f"CIF integrate-and-fire, width {WIDTH}, device {args.device}, {torch.get_num_threads()} CPU threads,"

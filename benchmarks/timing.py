@@ -1,0 +1,51 @@
+"""Side-by-side timing shared by the benchmarks.
+
+These machines are noisy: a ratio of two times measured minutes apart says little. So the
+contenders run interleaved (A B A B ...), every time is the median of its repeats, and a ratio is
+the median of the per-round ratios, so that a slow moment hits both sides of a round.
+"""
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def time_ms(function: Callable[[], object]) -> float:
+    """Milliseconds one call takes, waiting for a GPU to finish when one is in use."""
+    start = time.perf_counter()
+    function()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000
+
+
+def interleaved_times(
+    functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Milliseconds of each call per round; every round calls each function once, in order."""
+    if repeats < 1:
+        raise ValueError(f"`repeats` must be at least 1, got {repeats}.")
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            times[name].append(time_ms(function))
+    return times
+
+
+def median_ratio(numerator_ms: list[float], denominator_ms: list[float]) -> float:
+    """Median over rounds of numerator / denominator."""
+    return statistics.median(a / b for a, b in zip(numerator_ms, denominator_ms, strict=True))
+
+
+def format_table(columns: list[str], rows: list[list]) -> str:
+    """A right-aligned text table; floats get three significant decimals."""
+    cells = [[f"{value:.3g}" if isinstance(value, float) else str(value) for value in row] for row in rows]
+    widths = [max(len(column), *(len(row[i]) for row in cells)) for i, column in enumerate(columns)]
+    lines = ["  ".join(column.rjust(width) for column, width in zip(columns, widths, strict=True))]
+    lines += ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
