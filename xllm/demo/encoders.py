@@ -1,0 +1,215 @@
+"""Stage 0, the stand-ins for pretrained encoders: small transformers encoders pre-trained on the
+world, then frozen.
+
+No pretrained weights can be downloaded, and random frozen encoders leave the interfaces nothing
+to read (the prototypes' shape accuracy stayed at chance). So each encoder first learns the
+world's attributes by classification on its own train split: linear heads over mean- and
+max-pooled encoder tokens, summed cross-entropy. The speech encoder learns to recognise words
+instead (CTC over the world's vocabulary). Heads are thrown away; only the encoder is kept.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, ParakeetEncoder, PreTrainedModel, ViTConfig, ViTModel
+
+from ..modeling_xllm.configuration_beats import XLLMBeatsConfig
+from ..modeling_xllm.configuration_pointbert import XLLMPointBertConfig
+from ..modeling_xllm.modeling_beats import XLLMBeatsModel
+from ..modeling_xllm.modeling_pointbert import XLLMPointBertModel
+from ..world.vocabulary import ATTRIBUTES
+from .settings import StepBudget
+
+
+def vision_encoder(image_side: int) -> ViTModel:
+    """A 4-layer ViT over 8x8 patches (64 tokens for 64 px): images and video frames."""
+    config = ViTConfig(
+        image_size=image_side,
+        patch_size=8,
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    return ViTModel(config, add_pooling_layer=False)
+
+
+def point_cloud_encoder() -> XLLMPointBertModel:
+    """PointBERT with 32 groups of 16 points, coloured input, 3 layers of width 128."""
+    config = XLLMPointBertConfig(
+        in_channels=6,
+        num_groups=32,
+        group_size=16,
+        group_embedding_size=128,
+        position_embedding_size=64,
+        hidden_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=256,
+    )
+    return XLLMPointBertModel(config)
+
+
+def audio_encoder() -> XLLMBeatsModel:
+    """BEATs with 2 layers of width 128 over 16x16 fbank patches."""
+    config = XLLMBeatsConfig(
+        patch_embedding_size=128,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        conv_pos_kernel_size=16,
+        conv_pos_groups=4,
+        num_buckets=64,
+        max_distance=128,
+    )
+    return XLLMBeatsModel(config)
+
+
+def speech_encoder() -> PreTrainedModel:
+    """Parakeet-style conformer (4x conv subsampling) over 80-bin fbank, 3 layers of width 128."""
+    config = AutoConfig.for_model(
+        "parakeet_encoder",
+        hidden_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=256,
+        subsampling_factor=4,
+        subsampling_conv_channels=32,
+        conv_kernel_size=9,
+        dropout=0.0,
+        layerdrop=0.0,
+        activation_dropout=0.0,
+        attention_dropout=0.0,
+        dropout_positions=0.0,
+    )
+    return ParakeetEncoder(config)
+
+
+def encoder_tokens(encoder: PreTrainedModel, inputs: torch.Tensor, **kwargs) -> torch.Tensor:
+    """(batch, tokens, width) from any of the encoders above."""
+    return encoder(**{encoder.main_input_name: inputs}, **kwargs).last_hidden_state
+
+
+class AttributeHeads(nn.Module):
+    """One linear classifier per attribute over [mean; max] of the encoder tokens."""
+
+    def __init__(self, width: int, attributes: dict[str, tuple[str, ...]]):
+        super().__init__()
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(2 * width, len(values)) for name, values in attributes.items()}
+        )
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)
+        return {name: head(pooled) for name, head in self.heads.items()}
+
+
+def attribute_labels(rows: list[dict], modality: str) -> dict[str, torch.Tensor]:
+    return {
+        name: torch.tensor([values.index(row[name]) for row in rows])
+        for name, values in ATTRIBUTES[modality].items()
+    }
+
+
+def _optimizer(parameters, budget: StepBudget):
+    optimizer = torch.optim.AdamW(parameters, lr=budget.learning_rate, weight_decay=0.01)
+    warmup = max(1, budget.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min(
+            (step + 1) / warmup, max(0.0, (budget.steps - step) / max(1, budget.steps - warmup))
+        ),
+    )
+    return optimizer, schedule
+
+
+def pretrain_on_attributes(
+    encoder: PreTrainedModel,
+    inputs: torch.Tensor,
+    labels: dict[str, torch.Tensor],
+    attributes: dict[str, tuple[str, ...]],
+    budget: StepBudget,
+    seed: int,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[AttributeHeads, list[float]]:
+    """Attribute classification on (items, *input) `inputs`; the encoder is frozen afterwards.
+    Returns the heads (to measure held-out accuracy) and the loss per step."""
+    torch.manual_seed(seed)
+    heads = AttributeHeads(encoder.config.hidden_size, attributes)
+    optimizer, schedule = _optimizer(list(encoder.parameters()) + list(heads.parameters()), budget)
+    order = np.random.default_rng([seed, 9])
+    losses = []
+    encoder.train()
+    for step in range(budget.steps):
+        chosen = torch.from_numpy(
+            order.choice(len(inputs), size=min(budget.batch_size, len(inputs)), replace=False)
+        )
+        logits = heads(encoder_tokens(encoder, inputs[chosen]))
+        loss = sum(nn.functional.cross_entropy(logits[name], labels[name][chosen]) for name in attributes)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step, loss.item())
+    encoder.eval().requires_grad_(False)
+    heads.eval()
+    return heads, losses
+
+
+def pretrain_speech_recognition(
+    encoder: PreTrainedModel,
+    features: torch.Tensor,
+    feature_mask: torch.Tensor,
+    transcripts: list[list[int]],
+    vocab_size: int,
+    budget: StepBudget,
+    seed: int,
+    progress: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """CTC over the world's words (blank = the padding id 0); the encoder is frozen afterwards."""
+    torch.manual_seed(seed)
+    head = nn.Linear(encoder.config.hidden_size, vocab_size)
+    optimizer, schedule = _optimizer(list(encoder.parameters()) + list(head.parameters()), budget)
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    order = np.random.default_rng([seed, 13])
+    losses = []
+    encoder.train()
+    for step in range(budget.steps):
+        chosen = order.choice(len(features), size=min(budget.batch_size, len(features)), replace=False)
+        mask = feature_mask[chosen]
+        frames = encoder(input_features=features[chosen], attention_mask=mask).last_hidden_state
+        frame_lengths = encoder._get_subsampling_output_length(mask.sum(-1)).long()
+        log_probs = head(frames).log_softmax(-1).transpose(0, 1)  # (frames, batch, vocab)
+        targets = [torch.tensor(transcripts[i]) for i in chosen]
+        loss = ctc(
+            log_probs,
+            torch.cat(targets),
+            frame_lengths.clamp(max=log_probs.shape[0]),
+            torch.tensor([len(t) for t in targets]),
+        )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(encoder.parameters()) + list(head.parameters()), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step, loss.item())
+    encoder.eval().requires_grad_(False)
+    return losses
+
+
+@torch.no_grad()
+def attribute_accuracy(
+    encoder: PreTrainedModel, heads: AttributeHeads, inputs: torch.Tensor, labels: dict[str, torch.Tensor]
+) -> dict[str, float]:
+    logits = heads(encoder_tokens(encoder, inputs))
+    return {name: (logits[name].argmax(-1) == labels[name]).float().mean().item() for name in logits}

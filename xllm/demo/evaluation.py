@@ -1,0 +1,93 @@
+"""How the demo measures what the method learned, on the test split (held-out combinations).
+
+Captioning: CIDEr, and accuracy of every attribute parsed from the generated caption. Speech:
+word error rate. Cross-modal (DisCRn-style): accuracy of "which of the two ...?" over pairs of
+two modalities that were never trained together. Every accuracy comes with a 95% Wilson interval,
+because the test sets are small.
+"""
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from ..evaluation import load_metric
+from ..trainers.data import example_conversation
+from ..world.vocabulary import ATTRIBUTES
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound for small n and extreme p)."""
+    if total == 0:
+        return (0.0, 1.0)
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def proportion(successes: int, total: int) -> dict:
+    low, high = wilson_interval(successes, total)
+    return {"accuracy": successes / max(1, total), "low": low, "high": high, "n": total}
+
+
+@torch.no_grad()
+def generate_answers(
+    model, processor, examples: list[dict], max_new_tokens: int, batch_size: int = 32, desc: str = "generate"
+) -> list[str]:
+    """Greedy answers to one-turn examples (left padding), decoded without special tokens."""
+    answers = []
+    for start in tqdm(range(0, len(examples), batch_size), desc=desc, leave=False):
+        conversations = [example_conversation(e) for e in examples[start : start + batch_size]]
+        inputs = processor.apply_chat_template(
+            conversations, tokenize=True, return_dict=True, processor_kwargs={"padding_side": "left"}
+        )
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        answers += [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+    return answers
+
+
+def parsed_attributes(caption: str, modality: str) -> dict[str, str | None]:
+    """Each attribute's value as named in a caption: the one value of it the caption contains."""
+    words = set(caption.split())
+    parsed = {}
+    for name, values in ATTRIBUTES[modality].items():
+        present = [value for value in values if value in words]
+        parsed[name] = present[0] if len(present) == 1 else None
+    return parsed
+
+
+def captioning_scores(predictions: list[str], items: list[dict], modality: str) -> dict:
+    """CIDEr against the true caption and per-attribute accuracy parsed from the prediction."""
+    cider = load_metric("cider").compute(
+        predictions=predictions, references=[[item["caption"]] for item in items]
+    )
+    attributes = {}
+    for name in ATTRIBUTES[modality]:
+        correct = sum(
+            parsed_attributes(prediction, modality)[name] == item["attributes"][name]
+            for prediction, item in zip(predictions, items, strict=True)
+        )
+        attributes[name] = proportion(correct, len(items))
+    return {"cider": cider["cider"], "attributes": attributes}
+
+
+def speech_scores(predictions: list[str], items: list[dict]) -> dict:
+    wer = load_metric("wer").compute(
+        predictions=predictions, references=[item["transcript"] for item in items]
+    )
+    exact = sum(p == item["transcript"] for p, item in zip(predictions, items, strict=True))
+    return {"wer": wer["wer"], "exact_transcripts": proportion(exact, len(items))}
+
+
+def discrn_scores(predictions: list[str], pairs: list[dict]) -> dict:
+    """Accuracy with invalid answers (naming no option) counted wrong, and their share."""
+    metric = load_metric("discrn_accuracy")
+    result = metric.compute(
+        predictions=predictions,
+        references=[pair["answer"] for pair in pairs],
+        modalities=[list(pair["modalities"]) for pair in pairs],
+    )
+    correct = round(result["accuracy"] * len(pairs))
+    return {**proportion(correct, len(pairs)), "invalid_rate": result["invalid_rate"]}

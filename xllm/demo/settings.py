@@ -1,0 +1,56 @@
+"""What the demo trains, on how much data, for how many steps: one place for every budget."""
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    steps: int
+    batch_size: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every knob of `xllm demo`. `fast()` is the image + point-cloud variant the tests run."""
+
+    seed: int = 0
+    modalities: tuple[str, ...] = ("image", "video", "speech", "audio", "point_cloud")
+    world_train: dict[str, int] = field(
+        default_factory=lambda: {
+            "image": 2000,
+            "point_cloud": 2000,
+            "video": 800,
+            "audio": 800,
+            "speech": 600,
+        }
+    )
+    world_test: int = 300
+    discrn_pairs: int = 500
+    text_comparisons: int = 6000
+    language_model: StepBudget = StepBudget(steps=500, batch_size=64, learning_rate=2e-3)
+    encoder: StepBudget = StepBudget(steps=200, batch_size=64, learning_rate=2e-3)
+    speech_encoder: StepBudget = StepBudget(steps=300, batch_size=32, learning_rate=2e-3)
+    interface_pretraining: StepBudget = StepBudget(steps=100, batch_size=32, learning_rate=1e-3)
+    alignment: StepBudget = StepBudget(steps=300, batch_size=32, learning_rate=1e-3)
+    instruction_tuning: StepBudget = StepBudget(steps=200, batch_size=32, learning_rate=5e-4)
+    ablation_alignment: StepBudget = StepBudget(steps=150, batch_size=32, learning_rate=1e-3)
+    evaluation_items: int = 300
+    run_ablation: bool = True
+
+    def fast(self) -> "DemoSettings":
+        return replace(
+            self,
+            modalities=("image", "point_cloud"),
+            world_train={"image": 600, "point_cloud": 600, "video": 0, "audio": 0, "speech": 0},
+            world_test=100,
+            discrn_pairs=100,
+            text_comparisons=1500,
+            language_model=StepBudget(steps=150, batch_size=64, learning_rate=3e-3),
+            encoder=StepBudget(steps=80, batch_size=64, learning_rate=3e-3),
+            interface_pretraining=StepBudget(steps=0, batch_size=32, learning_rate=1e-3),
+            alignment=StepBudget(steps=80, batch_size=32, learning_rate=2e-3),
+            instruction_tuning=StepBudget(steps=0, batch_size=32, learning_rate=5e-4),
+            evaluation_items=100,
+            run_ablation=False,
+        )
