@@ -41,6 +41,9 @@ demo: setup
 bench: setup
 	$(OFFLINE) $(BIN)/python -m benchmarks
 
+fuzz: setup
+	$(OFFLINE) XLLM_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q tests/test_fuzz.py
+
 lint: setup
 	$(BIN)/ruff check xllm tests benchmarks
 	$(BIN)/ruff format --check xllm tests benchmarks

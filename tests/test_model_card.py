@@ -1,12 +1,15 @@
 """The model card written into saved folders: metadata and model-index parse back with ModelCard.load."""
 
 import json
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 
-from xllm.hub import write_model_card
-from xllm.testing import tiny_config
+import xllm
+from xllm import XLLMPreTrainedModel
+from xllm.hub import MODEL_CARD_TEMPLATE, register_model_card_writer, write_model_card
+from xllm.testing import tiny_config, tiny_model_and_processor
 
 REPORT = {
     "task": "captioning",
@@ -51,3 +54,23 @@ def test_card_model_index_comes_from_the_evaluation_report_file(tmp_path):
 def test_report_without_metrics_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'task' and 'metrics'"):
         write_model_card(tmp_path, tiny_config(), eval_report={"task": "captioning"})
+
+
+def test_template_ships_inside_the_package_and_the_repository_card_links_to_it():
+    assert MODEL_CARD_TEMPLATE.parent == Path(xllm.__file__).resolve().parent  # package data: in the wheel
+    repository_card = Path(__file__).resolve().parent.parent / "model_card.md"
+    assert repository_card.resolve() == MODEL_CARD_TEMPLATE
+
+
+def test_plain_save_pretrained_writes_the_card_and_keeps_a_richer_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(XLLMPreTrainedModel, "model_card_writer", None)  # restored after the test
+    register_model_card_writer()
+    model, _ = tiny_model_and_processor(speech_model_type=None, audio_model_type=None, point_clouds=False)
+    model.save_pretrained(tmp_path)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.pipeline_tag == "any-to-any"
+    assert "| image | `clip_vision_model` | qformer | 4 | 2 | yes |" in card.text
+
+    write_model_card(tmp_path, model.config, eval_report=REPORT)
+    model.save_pretrained(tmp_path)
+    assert ModelCard.load(tmp_path / "README.md").data.eval_results[0].metric_value == pytest.approx(0.75)

@@ -25,6 +25,7 @@ from .modeling_xllm import (
     XLLMPreTrainedModel,
     preset_config,
 )
+from .hub import register_model_card_writer
 from .processing import XLLMProcessor, XLLMVideoProcessor
 
 AutoConfig.register("xllm", XLLMConfig, exist_ok=True)
@@ -34,6 +35,7 @@ AutoModelForMultimodalLM.register(XLLMConfig, XLLMForConditionalGeneration, exis
 AutoModelForImageTextToText.register(XLLMConfig, XLLMForConditionalGeneration, exist_ok=True)
 AutoProcessor.register(XLLMConfig, XLLMProcessor, exist_ok=True)
 AutoVideoProcessor.register(XLLMConfig, XLLMVideoProcessor, exist_ok=True)
+register_model_card_writer()  # every saved model folder gets its README.md model card
 
 __version__ = "0.1.0"
 

@@ -7,8 +7,10 @@ A folder saved with `save_for_hub` loads where this package is not installed:
 
 because `register_for_auto_class` makes `save_pretrained` write `auto_map` into the configs and
 copy the files that define the classes, with the sibling files they import, next to the weights.
-The card (`README.md`) is rendered from the `model_card.md` template through
-`huggingface_hub.ModelCard`, with Hub metadata and, given evaluation reports, a model-index.
+The card (`README.md`) is rendered from the package's `model_card_template.md` (the repository's
+`model_card.md` is a link to it, so the template ships in the wheel) through `huggingface_hub.ModelCard`,
+with Hub metadata and, given evaluation reports, a model-index. `register_model_card_writer` makes
+every `save_pretrained` of an X-LLM model write the card too.
 """
 
 import json
@@ -18,10 +20,10 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from transformers import PreTrainedModel, ProcessorMixin
 
-from xllm.modeling_xllm import XLLMConfig, XLLMForConditionalGeneration, XLLMModel
+from xllm.modeling_xllm import XLLMConfig, XLLMForConditionalGeneration, XLLMModel, XLLMPreTrainedModel
 from xllm.processing import XLLMProcessor, XLLMVideoProcessor
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "model_card_template.md"
 
 # Hub task id for each task of `xllm evaluate` (evaluation/runner.py).
 EVALUATION_TASK_TYPES = {
@@ -55,6 +57,15 @@ def register_for_auto_classes(config: XLLMConfig) -> None:
         "AutoModel": class_path(XLLMModel),
         "AutoModelForImageTextToText": class_path(XLLMForConditionalGeneration),
     }
+
+
+def register_model_card_writer() -> None:
+    """Make `save_pretrained` of every X-LLM model write its model card (README.md) when the folder has none.
+
+    The model file cannot import this module (it also runs as remote code, where `xllm` is absent), so the
+    writer is handed to the model class here, as `register_for_auto_class` hands classes to transformers.
+    """
+    XLLMPreTrainedModel.model_card_writer = staticmethod(write_model_card)
 
 
 def save_for_hub(
@@ -155,7 +166,7 @@ def write_model_card(
     datasets: list[str] | None = None,
     license: str | None = None,
 ) -> ModelCard:
-    """Render `model_card.md` for this config into `save_directory/README.md` and return the card.
+    """Render the model card template for this config into `save_directory/README.md` and return the card.
 
     Metadata: library_name `transformers` (loaded with `trust_remote_code=True`), pipeline_tag
     `any-to-any`, tags naming the modalities, the given base models and datasets, the metrics of
@@ -190,4 +201,10 @@ def write_model_card(
     return card
 
 
-__all__ = ["push_to_hub", "register_for_auto_classes", "save_for_hub", "write_model_card"]
+__all__ = [
+    "push_to_hub",
+    "register_for_auto_classes",
+    "register_model_card_writer",
+    "save_for_hub",
+    "write_model_card",
+]

@@ -34,6 +34,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 from xllm.evaluation.caption_tokenizer import tokenize_caption
 from xllm.evaluation.metric_loading import load_metric
 from xllm.processing.processing_xllm import MEDIA_KEYWORDS
+from xllm.trainers.data import resolve_media_path
 
 CAPTIONING_GENERATION = {"num_beams": 5, "max_new_tokens": 80, "min_new_tokens": 10}
 SHORT_ANSWER_GENERATION = {"num_beams": 5, "max_new_tokens": 10}
@@ -69,8 +70,9 @@ def load_video(path: Path) -> list[Image.Image] | str:
 MEDIA_LOADERS: dict[str, Callable[[Path], object]] = {"image": load_image, "video": load_video}
 
 
-def read_manifest(path: str | Path, limit: int | None = None) -> list[dict]:
-    """The items of a JSONL manifest (the first `limit` ones), media paths made absolute."""
+def read_manifest(path: str | Path, limit: int | None = None, allow_outside_root: bool = False) -> list[dict]:
+    """The items of a JSONL manifest (the first `limit` ones), media paths made absolute; paths that
+    leave the manifest's folder are refused unless `allow_outside_root`."""
     path = Path(path)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of items, got {limit}")
@@ -80,14 +82,17 @@ def read_manifest(path: str | Path, limit: int | None = None) -> list[dict]:
             if limit is not None and len(rows) == limit:
                 break
             if line.strip():
-                rows.append(resolve_media_paths(json.loads(line), path.parent))
+                rows.append(resolve_media_paths(json.loads(line), path.parent.resolve(), allow_outside_root))
     if not rows:
         raise ValueError(f"data must be a JSONL manifest with at least one item, {path} has none")
     return rows
 
 
-def resolve_media_paths(row: dict, folder: Path) -> dict:
-    return {name: folder / value if name in MEDIA_LOADERS else value for name, value in row.items()}
+def resolve_media_paths(row: dict, folder: Path, allow_outside_root: bool = False) -> dict:
+    return {
+        name: Path(resolve_media_path(value, folder, allow_outside_root)) if name in MEDIA_LOADERS else value
+        for name, value in row.items()
+    }
 
 
 def media_columns(row: dict) -> list[str]:
@@ -345,9 +350,11 @@ def run_evaluation(
     generation_overrides: dict | None = None,
     device: str | None = None,
     progress: bool = True,
+    allow_outside_root: bool = False,
 ) -> dict:
-    """Evaluate a saved model on a manifest and write the reports; returns the JSON report."""
-    rows = read_manifest(manifest, limit)
+    """Evaluate a saved model on a manifest and write the reports; returns the JSON report.
+    `allow_outside_root` lets the manifest name media outside its own folder."""
+    rows = read_manifest(manifest, limit, allow_outside_root)
     model, processor = load_model_and_processor(model_path, device)
     result = evaluate_rows(
         task, rows, Generator(model, processor, batch_size, progress), generation_overrides

@@ -169,11 +169,37 @@ class XLLMPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, with the default freezing applied again: loading
-        replaces every parameter by a new, trainable one, which would unfreeze encoders and LLM."""
-        loaded = super().from_pretrained(*args, **kwargs)
+        replaces every parameter by a new, trainable one, which would unfreeze encoders and LLM.
+        Weights load only from safetensors unless `use_safetensors=False` is passed (then transformers
+        reads a pickled `.bin` with `torch.load(weights_only=True)`). A truncated or corrupt safetensors
+        file is a ValueError that says so (safetensors' own error only says its header could not be read)."""
+        # Imported here: files that travel with checkpoints import only torch and transformers at the top.
+        from safetensors import SafetensorError
+
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            loaded = super().from_pretrained(*args, **kwargs)
+        except SafetensorError as error:
+            source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            raise ValueError(
+                f"`pretrained_model_name_or_path` ({source}) must hold complete safetensors weights, but a weights "
+                f"file is truncated or corrupt ({error}); save or download it again."
+            ) from error
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
         model.freeze_defaults()
         return loaded
+
+    # `write_model_card(save_directory, config)`, set by `xllm.hub.register_model_card_writer` where the
+    # package is installed (this file also runs as remote code, without the card template).
+    model_card_writer = None
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """`PreTrainedModel.save_pretrained`, plus the model card (README.md) when a card writer is
+        registered and the folder has no card yet (a richer one, e.g. with evaluation results, is kept)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        card = os.path.join(save_directory, "README.md")
+        if self.model_card_writer is not None and not os.path.isfile(card):
+            self.model_card_writer(save_directory, self.config)
 
     def freeze_defaults(self) -> None:
         """Freeze what X-LLM never trains by default: the encoders and the LLM (with its head)."""
@@ -590,6 +616,10 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             text_model, trust_remote_code=trust_remote_code
         )
         language_model = AutoModelForCausalLM.from_pretrained(text_model, trust_remote_code=trust_remote_code)
+        if trust_remote_code:
+            # `XLLMModel` builds its LLM with `AutoModel.from_config`, which asks for the consent again; map
+            # the trusted config class to the backbone class just loaded, as transformers does for its own Auto class.
+            AutoModel.register(type(language_model.config), type(language_model.base_model), exist_ok=True)
         placeholders = [f"<{modality}>" for modality in interfaces]
         missing = [token for token in placeholders if token not in tokenizer.get_vocab()]
         if missing:

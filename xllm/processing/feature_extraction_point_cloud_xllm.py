@@ -49,13 +49,13 @@ def normalise_to_unit_sphere(xyz: np.ndarray, scale: bool = True) -> np.ndarray:
     return centred / radius if scale and radius > 0 else centred
 
 
-def check_cloud(points: np.ndarray) -> np.ndarray:
-    """Reject anything that is not a finite (points, 3) or (points, 6) array."""
+def check_cloud(points: np.ndarray, name: str = "point_clouds") -> np.ndarray:
+    """Reject anything that is not a finite (points, 3) or (points, 6) array; `name` is quoted in errors."""
     if points.ndim != 2 or points.shape[1] not in (3, 6) or len(points) == 0:
-        raise ValueError(f"a point cloud must have shape (points, 3) or (points, 6), got {points.shape}")
+        raise ValueError(f"`{name}` must have shape (points, 3) or (points, 6), got {points.shape}")
     if not np.isfinite(points).all():
         raise ValueError(
-            f"a point cloud contains NaN or inf values ({int((~np.isfinite(points)).sum())} entries)"
+            f"`{name}` must hold finite values, got {int((~np.isfinite(points)).sum())} NaN or inf entries"
         )
     return points
 
@@ -99,7 +99,7 @@ def load_mesh_file(source: str | Path | dict):
     return trimesh.load(path)
 
 
-def to_point_array(source, mesh_points: int, seed: int) -> np.ndarray:
+def to_point_array(source, mesh_points: int, seed: int, name: str = "point_clouds") -> np.ndarray:
     """Turn one input of any accepted kind into a (points, 3 or 6) float array."""
     if isinstance(source, np.ndarray) or hasattr(source, "detach"):
         points = np.asarray(source.detach().cpu() if hasattr(source, "detach") else source, dtype=np.float64)
@@ -112,7 +112,7 @@ def to_point_array(source, mesh_points: int, seed: int) -> np.ndarray:
             "a point cloud must be a numpy array, a torch tensor, a mesh file path, a trimesh object or a "
             f"datasets.Mesh value, got {type(source).__name__}"
         )
-    return scale_colours(check_cloud(np.asarray(points, dtype=np.float64)))
+    return scale_colours(check_cloud(np.asarray(points, dtype=np.float64), name))
 
 
 class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
@@ -158,11 +158,11 @@ class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
         self.seed = seed
         self.normalize_scale = normalize_scale
 
-    def sample_indices(self, xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def sample_indices(self, xyz: np.ndarray, rng: np.random.Generator, name: str) -> np.ndarray:
         """`num_points` indices into the cloud; every point plus seeded repeats if it is too small."""
         if len(xyz) < self.num_points:
             warnings.warn(
-                f"point cloud has {len(xyz)} points, fewer than num_points={self.num_points}; "
+                f"`{name}` has {len(xyz)} points, fewer than num_points={self.num_points}; "
                 "points are repeated (sampled with replacement) to fill it",
                 stacklevel=3,
             )
@@ -180,10 +180,10 @@ class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
             return np.concatenate([points, np.full_like(points, self.default_colour)], axis=1)
         return points
 
-    def prepare(self, source, rng: np.random.Generator) -> np.ndarray:
-        """One input -> one (num_points, channels) normalised cloud."""
-        points = to_point_array(source, self.mesh_points, self.seed)
-        points = points[self.sample_indices(points[:, :3], rng)]
+    def prepare(self, source, rng: np.random.Generator, name: str = "point_clouds") -> np.ndarray:
+        """One input -> one (num_points, channels) normalised cloud; `name` is quoted in errors and warnings."""
+        points = to_point_array(source, self.mesh_points, self.seed, name)
+        points = points[self.sample_indices(points[:, :3], rng, name)]
         xyz = normalise_to_unit_sphere(points[:, :3], scale=self.normalize_scale)
         return self.match_channels(np.concatenate([xyz, points[:, 3:]], axis=1))
 
@@ -193,7 +193,9 @@ class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
         if single or type(point_clouds).__module__.startswith("trimesh"):
             point_clouds = [point_clouds]
         rng = np.random.default_rng(self.seed)
-        prepared = [self.prepare(source, rng) for source in point_clouds]
+        prepared = [
+            self.prepare(source, rng, f"point_clouds[{index}]") for index, source in enumerate(point_clouds)
+        ]
         channel_counts = {cloud.shape[1] for cloud in prepared}
         if len(channel_counts) > 1:
             raise ValueError(

@@ -7,12 +7,16 @@ so assistant masks computed from the chat template stay aligned. The instruction
 instruction-aware Q-Formers read is tokenized separately with the Q-Former's tokenizer.
 """
 
+import difflib
+import os
 import re
 import warnings
 from importlib import resources
 
+import numpy as np
 import torch
 from transformers import BatchFeature
+from transformers.image_utils import load_image
 from transformers.processing_utils import ProcessorMixin
 
 from .audio_loading_xllm import load_audio
@@ -49,6 +53,9 @@ OWN_FEATURE_EXTRACTORS = {
 # Kaldi fbank frame shift of transformers' AST feature extractor: `max_length` frames span max_length / 100 s.
 AST_FRAMES_PER_SECOND = 100
 IGNORE_INDEX = -100
+# Keywords of `XLLMProcessor.__call__` that a misspelling (`image=`) must not silently drop.
+CALL_KEYWORDS = ("text", *MEDIA_KEYWORDS.values(), "instructions", "speech_transcripts")
+CHAT_CONTENT_TYPES = ("text", *PLACEHOLDERS)
 
 
 def default_chat_template() -> str:
@@ -193,6 +200,7 @@ class XLLMProcessor(ProcessorMixin):
         add_special_tokens: bool = True,
         num_frames: int | None = None,
         audio_max_windows: int | None = None,
+        max_length: int | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Tokenize `text` and preprocess its media; each placeholder gets its interface's length.
@@ -203,15 +211,18 @@ class XLLMProcessor(ProcessorMixin):
         `datasets.Audio` values; `audio` goes to the speech interface when the model has speech and
         no audio interface (see `modalities`). `point_clouds` are arrays, mesh files or
         `datasets.Mesh` values. `speech_transcripts` (training) give CIF its target lengths;
-        `audio_max_windows` overrides the processor's setting for this call.
+        `audio_max_windows` overrides the processor's setting for this call. A sample longer than
+        `max_length` tokens (default: the tokenizer's `model_max_length`) loses its beginning, after the
+        BOS token, with a warning; if that would cut a media placeholder, a ValueError is raised instead.
         """
         if text is None:
             raise ValueError(
                 "`text` is required: it says where each media input goes (e.g. '<image> Describe it.')."
             )
-        texts = [text] if isinstance(text, str) else list(text)
+        texts = list(text) if isinstance(text, (list, tuple)) else [text]
         if not all(isinstance(sample, str) for sample in texts):
             raise TypeError(f"`text` must be a string or a list of strings, got {type(text).__name__}.")
+        check_keyword_typos(kwargs)
         media = {
             "image": flatten_media(images, "images"),
             "video": flatten_media(videos, "videos"),
@@ -231,13 +242,12 @@ class XLLMProcessor(ProcessorMixin):
         data = {}
         tokens_per_item = {}  # modality -> LLM tokens of each of its items, in placeholder order
         if media["image"]:
-            data["pixel_values"] = self.image_processor(media["image"], return_tensors="pt")["pixel_values"]
+            images = [checked_image(image, f"images[{index}]") for index, image in enumerate(media["image"])]
+            data["pixel_values"] = self.image_processor(images, return_tensors="pt")["pixel_values"]
             tokens_per_item["image"] = [self._queries("image")] * len(media["image"])
         if media["video"]:
             frames_kwargs = {} if num_frames is None else {"num_frames": num_frames}
-            pixel_values_videos = self.video_processor(media["video"], return_tensors="pt", **frames_kwargs)[
-                "pixel_values_videos"
-            ]
+            pixel_values_videos = self._video_pixels(media["video"], frames_kwargs)
             data["pixel_values_videos"] = pixel_values_videos  # (videos, frames, C, H, W)
             tokens_per_item["video"] = [self._queries("video") * pixel_values_videos.shape[1]] * len(
                 media["video"]
@@ -259,6 +269,11 @@ class XLLMProcessor(ProcessorMixin):
             texts, add_special_tokens=add_special_tokens, return_offsets_mapping=return_offsets_mapping
         )
         expanded = self._expand_placeholders(encoding, tokens_per_item, return_offsets_mapping)
+        empty = [index for index, sample in enumerate(expanded) if not sample["input_ids"]]
+        if empty:
+            raise ValueError(f"`text` must give at least one token per sample; sample(s) {empty} give none.")
+        limit = self.tokenizer.model_max_length if max_length is None else max_length
+        expanded = [self._truncate_left(sample, limit, index) for index, sample in enumerate(expanded)]
         data.update(self._pad(expanded, padding_side or self.padding_side))
         data.update(self._tokenize_instructions(texts, instructions))
         return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=["offset_mapping"])
@@ -272,21 +287,20 @@ class XLLMProcessor(ProcessorMixin):
     def _audio_features(self, audio: list, max_windows: int | None) -> dict:
         """`audio_features` (audios, windows, *window_input) and `audio_window_mask` (audios, windows)."""
         extractor = self.audio_feature_extractor
+        waveforms = [
+            load_audio(item, target_sampling_rate=extractor.sampling_rate, name=f"audio[{index}]")
+            for index, item in enumerate(audio)
+        ]  # loaded here so errors name the processor's argument
         if "window_mask" in extractor.model_input_names:  # the extractor windows itself (BEATs)
-            features = extractor(audio, max_windows=max_windows, return_tensors="pt")
+            features = extractor(waveforms, max_windows=max_windows, return_tensors="pt")
             return {
                 "audio_features": features["input_features"],
                 "audio_window_mask": features["window_mask"],
             }
         window_samples = round(self.resolved_audio_window_seconds * extractor.sampling_rate)
         clips = [
-            split_waveform(
-                load_audio(item, target_sampling_rate=extractor.sampling_rate, name=f"audio[{index}]"),
-                window_samples,
-                max_windows,
-                name=f"audio[{index}]",
-            )
-            for index, item in enumerate(audio)
+            split_waveform(waveform, window_samples, max_windows, name=f"audio[{index}]")
+            for index, waveform in enumerate(waveforms)
         ]
         # One extractor call over every window of the batch: each is padded to the encoder's length.
         windows = [window for clip in clips for window in clip]
@@ -343,6 +357,49 @@ class XLLMProcessor(ProcessorMixin):
             ]
             data["speech_target_lengths"] = torch.tensor(token_counts)
         return data
+
+    def _video_pixels(self, videos: list, frames_kwargs: dict) -> torch.Tensor:
+        """`pixel_values_videos` (videos, frames, C, H, W); an undecodable file is a ValueError."""
+        try:
+            return self.video_processor(videos, return_tensors="pt", **frames_kwargs)["pixel_values_videos"]
+        except RuntimeError as error:  # torchcodec reports a file it cannot open as a RuntimeError
+            files = [os.fspath(video) for video in videos if isinstance(video, (str, os.PathLike))]
+            if not files:
+                raise
+            raise ValueError(
+                f"`videos` must be video files that decode or frame arrays; decoding one of {files} failed: {error}"
+            ) from error
+
+    def _truncate_left(self, sample: dict[str, list], max_length: int, index: int) -> dict[str, list]:
+        """Cut the beginning of a sample longer than `max_length` tokens, after its BOS token, so the
+        end of the prompt (the question, `Answer:`) stays; refuse when a media block would be cut."""
+        input_ids = sample["input_ids"]
+        excess = len(input_ids) - max_length
+        if excess <= 0:
+            return sample
+        kept_prefix = 1 if input_ids[0] == self.tokenizer.bos_token_id else 0
+        cut_end = kept_prefix + excess
+        first_media = self._first_media_block_start(input_ids)
+        if max_length <= kept_prefix or (first_media is not None and first_media < cut_end):
+            raise ValueError(
+                f"`text[{index}]` is {len(input_ids)} tokens long and `max_length` is {max_length}: cutting its "
+                f"first {excess} tokens would cut a media placeholder (the first media block starts at token "
+                f"{first_media}). Shorten the text before the media or raise `max_length`."
+            )
+        warnings.warn(
+            f"`text[{index}]` is {len(input_ids)} tokens long, more than `max_length`={max_length}; its first "
+            f"{excess} tokens after BOS are cut.",
+            stacklevel=3,
+        )
+        return {key: values[:kept_prefix] + values[cut_end:] for key, values in sample.items()}
+
+    def _first_media_block_start(self, input_ids: list[int]) -> int | None:
+        """Position of the first placeholder's cue (or of the placeholder itself without a cue)."""
+        modality_of = {token_id: m for m, token_id in self.placeholder_ids.items()}
+        for position, token_id in enumerate(input_ids):
+            if token_id in modality_of:
+                return position - len(self.cue_token_ids.get(modality_of[token_id], []))
+        return None
 
     def _queries(self, modality: str) -> int:
         if modality not in self.num_query_tokens:
@@ -465,7 +522,12 @@ class XLLMProcessor(ProcessorMixin):
 
     def apply_chat_template(self, conversation, chat_template: str | None = None, **kwargs):
         """`ProcessorMixin.apply_chat_template`, plus `labels` when `return_assistant_tokens_mask=True`:
-        the assistant tokens, everything else (prompt, placeholders, padding) set to -100."""
+        the assistant tokens, everything else (prompt, placeholders, padding) set to -100.
+
+        Content parts of an unknown type are a ValueError (the template would drop them silently). A
+        conversation without assistant tokens cannot be trained on (its labels would all be -100): with
+        `return_assistant_tokens_mask=True` it is a ValueError."""
+        check_content_types(conversation)
         outputs = super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
         if (
             kwargs.get("return_assistant_tokens_mask")
@@ -474,6 +536,13 @@ class XLLMProcessor(ProcessorMixin):
         ):
             input_ids = torch.as_tensor(outputs["input_ids"])
             assistant = torch.as_tensor(outputs["assistant_masks"]).bool()
+            unanswered = (~assistant.any(dim=-1)).nonzero().flatten().tolist()
+            if unanswered:
+                raise ValueError(
+                    f"`conversation` must have an assistant answer to compute labels; conversation(s) {unanswered} "
+                    "have no assistant tokens. Add an assistant turn, or leave out `return_assistant_tokens_mask` "
+                    "for generation."
+                )
             outputs["labels"] = input_ids.masked_fill(~assistant, IGNORE_INDEX)
         return outputs
 
@@ -501,6 +570,74 @@ class XLLMProcessor(ProcessorMixin):
             "audio_window_mask",
             "point_clouds",
         ]
+
+
+def check_keyword_typos(kwargs: dict) -> None:
+    """Processors accept extra keywords for their sub-processors, so media under a misspelt keyword
+    (`image=`, `pointclouds=`) would be dropped silently: a keyword close to one of ours is a TypeError."""
+    for name in kwargs:
+        close = difflib.get_close_matches(name, CALL_KEYWORDS, n=1, cutoff=0.8)
+        if close:
+            raise TypeError(
+                f"XLLMProcessor got an unexpected keyword argument `{name}` (did you mean `{close[0]}`?); media "
+                f"keywords are {list(MEDIA_KEYWORDS.values())}."
+            )
+
+
+def checked_image(image, name: str):
+    """One image ready for the image processor. Files are decoded here, so a corrupt one fails with its
+    name; a 2-D (grayscale) array gets three equal channels, as the image processor's RGB conversion
+    gives grayscale PIL images; empty images and arrays of other than real numbers are refused."""
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            return load_image(os.fspath(image))
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"`{name}` must be an image file, URL or base64 string that decodes; {os.fspath(image)[:200]!r} "
+                f"did not ({error})"
+            ) from error
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        return checked_image_array(image, name)
+    width, height = getattr(image, "width", 1), getattr(image, "height", 1)
+    if width == 0 or height == 0:
+        raise ValueError(f"`{name}` must have at least one pixel, got a {width}x{height} image")
+    return image
+
+
+def checked_image_array(image: np.ndarray | torch.Tensor, name: str) -> np.ndarray | torch.Tensor:
+    """An image array of integers (0-255) or floats, (height, width) or with a channel axis."""
+    if isinstance(image, torch.Tensor):
+        real_numbers = not image.dtype.is_complex and image.dtype != torch.bool
+    else:
+        real_numbers = np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+    if not real_numbers:
+        raise TypeError(f"`{name}` must hold integers (0-255) or floats, got dtype {image.dtype}")
+    if image.ndim not in (2, 3) or 0 in image.shape:
+        raise ValueError(
+            f"`{name}` must be a non-empty (height, width) or (height, width, channels) / (channels, height, "
+            f"width) array, got shape {tuple(image.shape)}"
+        )
+    if image.ndim == 2:  # grayscale -> (height, width, 3) / (3, height, width)
+        return (
+            np.repeat(image[..., None], 3, axis=-1)
+            if isinstance(image, np.ndarray)
+            else image.expand(3, -1, -1)
+        )
+    return image
+
+
+def check_content_types(conversation) -> None:
+    """Refuse content parts the chat template would drop silently (`{"type": "smell"}`)."""
+    conversations = [conversation] if conversation and isinstance(conversation[0], dict) else conversation
+    for messages in conversations:
+        for message in messages:
+            content = message.get("content")
+            for part in content if isinstance(content, list) else ():
+                if part.get("type") not in CHAT_CONTENT_TYPES:
+                    raise ValueError(
+                        f"`conversation` content parts must have a `type` among {list(CHAT_CONTENT_TYPES)}, got "
+                        f"{part.get('type')!r}."
+                    )
 
 
 def media_of(conversation: list[dict], content_type: str) -> list:
