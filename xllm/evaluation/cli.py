@@ -54,6 +54,11 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="discrn only: answer from captions the model generates",
     )
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="let the manifest name media outside its own folder (refused by default)",
+    )
     parser.set_defaults(run=run_evaluate)
 
 
@@ -75,6 +80,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         generation_overrides=generation_overrides(args),
         device=args.device,
+        allow_outside_root=args.allow_outside_root,
     )
     print(json.dumps(report["metrics"], indent=2))
     return 0
