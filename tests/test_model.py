@@ -271,3 +271,13 @@ def test_config_fills_interface_widths_from_encoder_and_llm():
     assert config.image_interface_config.encoder_hidden_size == config.vision_config.hidden_size
     assert config.image_interface_config.output_hidden_size == config.text_config.hidden_size
     assert config.modalities == ("image",)
+
+
+def test_training_mode_keeps_frozen_encoders_in_eval_mode():
+    model, _ = tiny_model_and_processor()
+    model.train()
+    assert model.training and model.model.interfaces["image"].training
+    assert not any(encoder.training for encoder in model.model.encoders.values())
+    model.unfreeze("encoders.vision")
+    model.train()
+    assert model.model.encoders["vision"].training  # a trainable encoder trains

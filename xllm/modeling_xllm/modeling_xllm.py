@@ -205,6 +205,17 @@ class XLLMPreTrainedModel(PreTrainedModel):
         """Freeze what X-LLM never trains by default: the encoders and the LLM (with its head)."""
         raise NotImplementedError
 
+    def train(self, mode: bool = True) -> "XLLMPreTrainedModel":
+        """`nn.Module.train`, except that frozen encoders stay in eval mode (as in BLIP-2): training
+        would switch on their dropout and let their BatchNorm layers (Parakeet, PointBERT) use and
+        update batch statistics, so a frozen encoder would change and depend on the batch."""
+        super().train(mode)
+        base = getattr(self, "model", self)
+        for encoder in base.encoders.values():
+            if not any(parameter.requires_grad for parameter in encoder.parameters()):
+                encoder.eval()
+        return self
+
     def component(self, name: str) -> nn.Module:
         """A component by name: `encoders`, `encoders.vision`, `interfaces`, `interfaces.image`,
         `language_model`, `lm_head`."""

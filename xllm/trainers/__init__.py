@@ -16,7 +16,14 @@ from .pretraining import (
     load_interface_checkpoint,
 )
 from .sft import XLLMSFTTrainer
-from .stages import AlignmentTrainer, InstructionTuningTrainer, default_lora_config, init_video_from_image
+from .stages import (
+    AlignmentTrainer,
+    InstructionTuningTrainer,
+    default_lora_config,
+    init_video_from_image,
+    is_complete_checkpoint,
+    last_complete_checkpoint,
+)
 
 __all__ = [
     "AlignmentTrainer",
@@ -32,6 +39,8 @@ __all__ = [
     "XLLMDataCollator",
     "default_lora_config",
     "init_video_from_image",
+    "is_complete_checkpoint",
+    "last_complete_checkpoint",
     "load_interface_checkpoint",
     "load_manifest",
     "mix_datasets",

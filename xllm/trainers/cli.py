@@ -7,9 +7,14 @@ side, parsed with `HfArgumentParser`:
     model_name_or_path: runs/stage1-export   # or `tiny_model: true`
     datasets: [data/images.jsonl, data/videos.csv]
     dataset_ratios: [3, 1]
+    rank_dataset_ratios: [[1, 0], [1, 1]]   # optional, multi-process: rank 0 images only, rank 1 both
     output_dir: runs/stage2
     learning_rate: 1.0e-4
     max_steps: 1000
+
+Several processes run the same file unchanged: `torchrun --nproc_per_node N -m xllm.trainers.cli
+CONFIG.yaml` (DDP) or `accelerate launch --config_file FSDP.yaml -m xllm.trainers.cli CONFIG.yaml`.
+`--resume_from_checkpoint auto` continues from the last complete checkpoint, if any.
 
 At the end the model is exported (`save_pretrained` folder, or the interface alone for stage 1)
 and the loss curves are plotted into `output_dir/loss_curves.png`.
@@ -24,9 +29,16 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .data import XLLMDataCollator, load_manifest, mix_datasets
 from .pretraining import InterfacePretrainingTrainer, PretrainingCollator, SpeechRecognitionCollator
-from .stages import AlignmentTrainer, InstructionTuningTrainer, default_lora_config, init_video_from_image
+from .stages import (
+    AlignmentTrainer,
+    InstructionTuningTrainer,
+    default_lora_config,
+    init_video_from_image,
+    last_complete_checkpoint,
+)
 
 LOSS_CURVES_NAME = "loss_curves.png"
+RESUME_AUTO = "auto"
 
 
 @dataclass
@@ -48,7 +60,20 @@ class DataArguments:
 
     datasets: list[str] = field(default_factory=list, metadata={"help": "Manifest paths."})
     dataset_ratios: list[float] | None = field(default=None, metadata={"help": "One ratio per manifest."})
+    rank_dataset_ratios: list[list[float]] | None = field(
+        default=None,
+        metadata={
+            "help": "Multi-process: one `dataset_ratios` list per process (by rank), 0 leaving a manifest "
+            "out on that process, so that processes train on different modality mixes."
+        },
+    )
     streaming: bool = field(default=False, metadata={"help": "Decode media lazily (IterableDataset)."})
+    speech_transcript_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Stages 2-3: the column of speech transcripts (CIF target lengths, quantity loss)."
+        },
+    )
     text_column: str = field(
         default="response", metadata={"help": "Stage 1: the caption or transcript column."}
     )
@@ -107,12 +132,31 @@ def load_model_and_processor(model_args: ModelArguments):
     return model.train(), processor
 
 
+def process_dataset_ratios(data_args: DataArguments, process_index: int, world_size: int) -> list[float]:
+    """This process's sampling ratio for each manifest: its row of `rank_dataset_ratios` when given
+    (each process then mixes its own sources, and reads its 1/world_size share of that mixture, as
+    the distributed sampler does), else `dataset_ratios` (default: all equal)."""
+    if data_args.rank_dataset_ratios is None:
+        return data_args.dataset_ratios or [1.0] * len(data_args.datasets)
+    rows = data_args.rank_dataset_ratios
+    if len(rows) != world_size or any(len(row) != len(data_args.datasets) for row in rows):
+        raise ValueError(
+            f"`rank_dataset_ratios` must hold {world_size} rows (one per process) of {len(data_args.datasets)} "
+            f"ratios (one per manifest), got {rows}."
+        )
+    if not any(rows[process_index]):
+        raise ValueError(f"`rank_dataset_ratios` leaves process {process_index} without data: {rows}.")
+    return rows[process_index]
+
+
 def build_trainer(model_args, data_args, stage_args, training_args):
     if not data_args.datasets:
         raise ValueError("`datasets` must list at least one manifest.")
     model, processor = load_model_and_processor(model_args)
-    sources = [load_manifest(path, streaming=data_args.streaming) for path in data_args.datasets]
-    dataset = mix_datasets(sources, data_args.dataset_ratios, seed=training_args.seed)
+    ratios = process_dataset_ratios(data_args, training_args.process_index, training_args.world_size)
+    chosen = [(path, ratio) for path, ratio in zip(data_args.datasets, ratios, strict=True) if ratio != 0]
+    sources = [load_manifest(path, streaming=data_args.streaming) for path, _ in chosen]
+    dataset = mix_datasets(sources, [ratio for _, ratio in chosen], seed=training_args.seed)
     common = dict(args=training_args, train_dataset=dataset, processing_class=processor)
     if stage_args.stage == 1:
         speech = stage_args.modality == "speech"
@@ -128,14 +172,23 @@ def build_trainer(model_args, data_args, stage_args, training_args):
         if stage_args.init_video_from_image:
             init_video_from_image(model)
         return AlignmentTrainer(
-            model, modalities=stage_args.modalities, data_collator=XLLMDataCollator(processor), **common
+            model,
+            modalities=stage_args.modalities,
+            data_collator=XLLMDataCollator(
+                processor, speech_transcript_column=data_args.speech_transcript_column
+            ),
+            **common,
         )
     lora = (
         default_lora_config(rank=stage_args.lora_rank, alpha=2 * stage_args.lora_rank)
         if stage_args.lora_rank
         else None
     )
-    collator = XLLMDataCollator(processor, shuffle_modality_order=stage_args.shuffle_modality_order)
+    collator = XLLMDataCollator(
+        processor,
+        shuffle_modality_order=stage_args.shuffle_modality_order,
+        speech_transcript_column=data_args.speech_transcript_column,
+    )
     return InstructionTuningTrainer(model, lora_config=lora, data_collator=collator, **common)
 
 
@@ -159,14 +212,29 @@ def plot_loss_curves(log_history: list[dict], path: str | Path) -> None:
     pyplot.close(figure)
 
 
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """`auto` -> the last complete checkpoint in `output_dir`, or None (a fresh start) when there is
+    none, so that relaunching the same command after a crash or preemption continues the run."""
+    if resume_from_checkpoint == RESUME_AUTO:
+        return last_complete_checkpoint(output_dir)
+    return resume_from_checkpoint
+
+
 def run_training(config: str, resume_from_checkpoint: str | None = None, overrides: dict | None = None):
-    """Train one stage from `config`; returns the trainer (its `state.log_history` holds the losses)."""
+    """Train one stage from `config`; returns the trainer (its `state.log_history` holds the losses).
+
+    `resume_from_checkpoint` is a checkpoint folder, or `auto` for the last complete one if any.
+    """
     model_args, data_args, stage_args, training_args = parse_config(config, overrides)
     trainer = build_trainer(model_args, data_args, stage_args, training_args)
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint or training_args.resume_from_checkpoint)
+    checkpoint = resolve_checkpoint(
+        resume_from_checkpoint or training_args.resume_from_checkpoint, training_args.output_dir
+    )
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         plot_loss_curves(trainer.state.log_history, Path(training_args.output_dir) / LOSS_CURVES_NAME)
+    trainer.accelerator.wait_for_everyone()  # every process returns once the export is on disk
     return trainer
 
 
@@ -179,7 +247,10 @@ def add_train_command(subparsers) -> None:
     )
     parser.add_argument("config", help="YAML file: stage, model, datasets, TrainingArguments.")
     parser.add_argument(
-        "--resume_from_checkpoint", default=None, help="A checkpoint folder of an earlier run."
+        "--resume_from_checkpoint",
+        default=None,
+        help=f"A checkpoint folder of an earlier run, or `{RESUME_AUTO}`: the last complete checkpoint in "
+        "output_dir if there is one (checkpoints a crash left half-written are skipped).",
     )
     parser.set_defaults(run=lambda args: run_training(args.config, args.resume_from_checkpoint) and 0)
 

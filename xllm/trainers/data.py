@@ -205,27 +205,48 @@ class XLLMDataCollator:
 
     `shuffle_modality_order=True` permutes the media parts of each user turn (X-InstructBLIP's
     stage-3 augmentation); it draws from torch's RNG, which `Trainer` seeds and checkpoints.
+
+    `speech_transcript_column` names the column holding each speech item's transcript (a string, or
+    one per item); the processor turns them into CIF's target lengths, so the model adds CIF's
+    quantity loss (X-LLM's speech alignment).
     """
 
     def __init__(
-        self, processor: ProcessorMixin, padding_side: str = "right", shuffle_modality_order: bool = False
+        self,
+        processor: ProcessorMixin,
+        padding_side: str = "right",
+        shuffle_modality_order: bool = False,
+        speech_transcript_column: str | None = None,
     ):
         if padding_side not in ("left", "right"):
             raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
+        if shuffle_modality_order and speech_transcript_column:
+            raise ValueError(
+                "`shuffle_modality_order` may reorder speech items and `speech_transcript_column` gives "
+                "their transcripts in manifest order: set only one of them."
+            )
         self.processor = processor
         self.padding_side = padding_side
         self.shuffle_modality_order = shuffle_modality_order
+        self.speech_transcript_column = speech_transcript_column
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         conversations = [example_conversation(example) for example in examples]
         if self.shuffle_modality_order:
             conversations = [shuffle_media_parts(conversation) for conversation in conversations]
+        processor_kwargs = {"padding_side": self.padding_side}
+        if self.speech_transcript_column:
+            processor_kwargs["speech_transcripts"] = [
+                transcript
+                for example in examples
+                for transcript in _as_list(example[self.speech_transcript_column])
+            ]
         batch = self.processor.apply_chat_template(
             conversations,
             tokenize=True,
             return_dict=True,
             return_assistant_tokens_mask=True,
-            processor_kwargs={"padding_side": self.padding_side},
+            processor_kwargs=processor_kwargs,
         )
         batch.pop("assistant_masks", None)
         return batch

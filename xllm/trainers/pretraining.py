@@ -68,7 +68,17 @@ def sample_hard_negatives(similarity: torch.Tensor, positives: torch.Tensor) -> 
     return torch.multinomial(weights, 1).squeeze(1)  # (batch,)
 
 
-class QFormerPretrainingHeads(nn.Module):
+class FrozenEncoderHeads(nn.Module):
+    """Stage-1 heads around an interface and its frozen encoder; the encoder stays in eval mode when
+    the heads train (as in BLIP-2), so its dropout is off and its BatchNorm statistics are fixed."""
+
+    def train(self, mode: bool = True) -> "FrozenEncoderHeads":
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+
+class QFormerPretrainingHeads(FrozenEncoderHeads):
     """A Q-Former interface, its frozen encoder and the BLIP-2 stage-1 heads; `forward` returns the
     sum of the three losses and each term."""
 
@@ -145,7 +155,7 @@ class QFormerPretrainingHeads(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
-class CFormerPretrainingHeads(nn.Module):
+class CFormerPretrainingHeads(FrozenEncoderHeads):
     """The C-Former, its frozen speech encoder and a speech-recognition head; `forward` returns the
     sum of the token cross-entropy (`asr`), CIF's weighted quantity loss (`quantity`) and, when
     `ctc_weight > 0`, CTC on the encoder frames (`ctc`)."""

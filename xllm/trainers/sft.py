@@ -16,7 +16,6 @@ tokenized by TRL: `XLLMDataCollator` builds the batch and marks the assistant to
 
 import torch
 from torch import nn
-from transformers import Trainer
 from trl import SFTConfig, SFTTrainer
 
 from .stages import StageTrainingMixin, unwrap_peft
@@ -50,14 +49,7 @@ class XLLMSFTTrainer(StageTrainingMixin, SFTTrainer):
         return tuple(f"interfaces.{modality}" for modality in unwrap_peft(model).model.interfaces)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = Trainer.compute_loss(
-            self,
-            model,
-            {**inputs, "use_cache": False},
-            return_outputs=True,
-            num_items_in_batch=num_items_in_batch,
-        )
-        self.record_loss_terms({"lm": outputs.loss})
+        loss, outputs = self.model_loss(model, {**inputs, "use_cache": False}, num_items_in_batch)
         labels = outputs.labels if outputs.labels is not None else inputs["labels"]
         correct, scored = token_accuracy(outputs.logits.detach(), labels)
         correct, scored = self.accelerator.gather_for_metrics((correct, scored))

@@ -7,18 +7,28 @@ Every stage trainer shares `StageTrainingMixin`, which adds to a `Trainer` what 
 * each loss term is logged separately (`loss_lm`, `loss_itc`, ...);
 * intermediate checkpoints hold only the trainable parameters (plus optimizer, scheduler and RNG
   state, as usual), never the frozen encoders and LLM; resuming loads them back; `save_model()`
-  writes the full `save_pretrained` folder.
+  writes the full `save_pretrained` folder;
+* checkpoints are crash-safe: each is written into a hidden staging folder and renamed into place
+  once complete, and `train(resume_from_checkpoint=True)` resumes from `last_complete_checkpoint`;
+* CIF's quantity loss keeps its weight under gradient accumulation and multi-process training.
 """
 
+import json
 import os
+import re
+import shutil
 from collections import defaultdict
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 TRAINABLE_WEIGHTS_NAME = "trainable_model.safetensors"
+TRAINER_STATE_NAME = "trainer_state.json"
+STAGING_FOLDER = ".incomplete-checkpoints"  # not matched by `checkpoint-*`: Trainer's rotation ignores it
+CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
 def unwrap_peft(model: nn.Module) -> nn.Module:
@@ -53,6 +63,66 @@ def load_trainable_weights(model: nn.Module, checkpoint_dir: str) -> None:
         )
 
 
+def is_complete_checkpoint(folder: str) -> bool:
+    """Whether `folder` holds a whole checkpoint: Trainer writes `trainer_state.json` after the weights,
+    optimizer and RNG state, so a readable state file for the folder's own step marks it complete
+    (this also recognises complete checkpoints written by a plain `Trainer`)."""
+    match = CHECKPOINT_PATTERN.match(os.path.basename(os.path.normpath(folder)))
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_NAME)) as file:
+            state = json.load(file)
+    except (OSError, ValueError):
+        return False
+    return match is not None and state.get("global_step") == int(match.group(1))
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The highest-numbered complete `checkpoint-N` folder in `output_dir` (None if there is none).
+
+    `transformers.trainer_utils.get_last_checkpoint` takes the highest number whether or not its
+    save finished; a run killed while saving would then resume from a half-written folder.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    steps = {
+        int(match.group(1)): name
+        for name in os.listdir(output_dir)
+        if (match := CHECKPOINT_PATTERN.match(name))
+    }
+    for step in sorted(steps, reverse=True):
+        folder = os.path.join(output_dir, steps[step])
+        if is_complete_checkpoint(folder):
+            return folder
+    return None
+
+
+def sync_folder(folder: str) -> None:
+    """fsync every file of `folder`, then the folder itself, so a rename publishes data that is on disk."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as file:
+                os.fsync(file.fileno())
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def publish_checkpoint(staged: str, final: str) -> None:
+    """Move a fully written checkpoint from its staging folder to its final name in one rename.
+
+    A folder left under the final name (a run resumed from an earlier step saves that step again) is
+    removed first; a crash in between leaves the earlier checkpoints, all complete.
+    """
+    sync_folder(staged)
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(staged, final)
+    sync_folder(os.path.dirname(final))
+
+
 def init_video_from_image(model: nn.Module) -> None:
     """Copy the (trained) image interface into the video interface (X-LLM stage 2)."""
     interfaces = unwrap_peft(model).model.interfaces
@@ -75,6 +145,13 @@ class StageTrainingMixin:
         self.set_trainable_parameters(model)
         if args is not None:
             args.remove_unused_columns = False  # the collator reads the raw columns (messages, media)
+            if args.ddp_find_unused_parameters is None:
+                # A batch without video leaves the video interface out of the graph on that process;
+                # DDP must then look for unused parameters or it waits forever for their gradients.
+                # (Trainer's own default turns the search off under activation checkpointing; use
+                # `gradient_checkpointing_kwargs={"use_reentrant": False}`, which works with it.)
+                args.ddp_find_unused_parameters = True
+        self._staging_dir = None  # set while a checkpoint is being written (see `_save_checkpoint`)
         super().__init__(model, args, **kwargs)
         self._loss_term_sums = defaultdict(float)
         self._loss_term_steps = set()
@@ -93,11 +170,49 @@ class StageTrainingMixin:
                 parameter.requires_grad_(True)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(
-            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
-        )
-        self.record_loss_terms({"lm": outputs.loss})
+        loss, outputs = self.model_loss(model, inputs, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+    def model_loss(self, model, inputs, num_items_in_batch=None):
+        """(loss, outputs) of the model's own forward, as `Trainer.compute_loss` gives them, with CIF's
+        quantity term rescaled for gradient accumulation; logs `loss_lm` and `loss_quantity`.
+
+        When the model takes `num_items_in_batch`, Trainer stops dividing the loss by the accumulation
+        steps (the token loss is a sum over the whole accumulated batch) and multiplies it by the
+        number of processes (DDP averages gradients back). CIF's quantity loss is a per-batch mean
+        added inside the model, so it would count once per micro-batch and per process: it is brought
+        back to 1 / accumulation steps here, which makes 4 micro-batches of 1 equal 1 batch of 4.
+        """
+        loss, outputs = Trainer.compute_loss(
+            self, model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        steps = self.current_gradient_accumulation_steps if model.training else 1
+        loss_spans_accumulation = self.model_accepts_loss_kwargs and num_items_in_batch is not None
+        quantity = self.weighted_quantity_loss(model, outputs)
+        token_loss = outputs.loss if quantity is None else outputs.loss - quantity
+        terms = {"lm": token_loss if loss_spans_accumulation else token_loss / steps}
+        if quantity is not None:
+            terms["quantity"] = quantity / steps
+            if loss_spans_accumulation:
+                loss = loss + quantity * (1 / steps - self.device_loss_scale())
+        self.record_loss_terms(terms)
+        return loss, outputs
+
+    def weighted_quantity_loss(self, model: nn.Module, outputs) -> torch.Tensor | None:
+        """The quantity term the model added to its loss (None without speech target lengths)."""
+        quantity_loss = getattr(outputs, "quantity_loss", None)
+        if quantity_loss is None:
+            return None
+        config = unwrap_peft(self.accelerator.unwrap_model(model)).config
+        return config.speech_interface_config.quantity_loss_weight * quantity_loss
+
+    def device_loss_scale(self) -> int:
+        """The factor `Trainer.compute_loss` multiplies a loss normalised by `num_items_in_batch` by."""
+        if not self.args.average_tokens_across_devices:
+            return 1
+        if self.args.n_gpu > 1:
+            return self.args.n_gpu
+        return self.accelerator.num_processes // self.get_tp_size()
 
     def record_loss_terms(self, terms: dict[str, torch.Tensor]) -> None:
         """Add this micro-batch's terms (already scaled for gradient accumulation) to the running sums."""
@@ -137,6 +252,49 @@ class StageTrainingMixin:
 
     def _load_best_model(self) -> None:
         self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`Trainer.train`; `resume_from_checkpoint=True` takes the last *complete* checkpoint."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"`resume_from_checkpoint=True` needs a complete checkpoint in {self.args.output_dir}; "
+                    "there is none."
+                )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _get_output_dir(self, trial) -> str:
+        """While a checkpoint is being saved, Trainer writes into the staging folder."""
+        return self._staging_dir or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: nn.Module, trial) -> None:
+        """Trainer's checkpoint, written under `STAGING_FOLDER` and renamed to `checkpoint-N` once every
+        process has written its part: a `checkpoint-N` folder is always complete."""
+        run_dir = super()._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging_root = os.path.join(run_dir, STAGING_FOLDER)
+        staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.args.should_save and os.path.exists(staged):
+            shutil.rmtree(staged)  # left by a save that was killed
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = staging_root
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        self.accelerator.wait_for_everyone()
+        if not self.args.should_save:
+            return
+        if self.state.best_model_checkpoint == staged:
+            self.state.best_model_checkpoint = final
+            self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+        publish_checkpoint(staged, final)
+        if not os.listdir(staging_root):
+            os.rmdir(staging_root)
+        rotate_checkpoints(
+            run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True
+        )
 
 
 class AlignmentTrainer(StageTrainingMixin, Trainer):
@@ -196,6 +354,8 @@ __all__ = [
     "StageTrainingMixin",
     "default_lora_config",
     "init_video_from_image",
+    "is_complete_checkpoint",
+    "last_complete_checkpoint",
     "load_trainable_weights",
     "save_trainable_weights",
 ]
