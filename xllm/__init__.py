@@ -14,6 +14,7 @@ from transformers import (
     AutoVideoProcessor,
 )
 
+from .hub import register_model_card_writer
 from .modeling_xllm import (
     DEFAULT_MODALITY_CUES,
     MODALITIES,
@@ -25,7 +26,6 @@ from .modeling_xllm import (
     XLLMPreTrainedModel,
     preset_config,
 )
-from .hub import register_model_card_writer
 from .processing import XLLMProcessor, XLLMVideoProcessor
 
 AutoConfig.register("xllm", XLLMConfig, exist_ok=True)
