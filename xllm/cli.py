@@ -2,6 +2,7 @@
 
 import argparse
 
+from .chat import add_chat_command
 from .conversion_cli import add_convert_command
 from .demo import add_demo_command
 from .evaluation.cli import add_evaluation_commands
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(subparsers)
     add_evaluation_commands(subparsers)
     add_convert_command(subparsers)
+    add_chat_command(subparsers)
     return parser
 
 
