@@ -139,3 +139,9 @@ def test_processor_save_load_round_trip_gives_identical_outputs(tmp_path):
         assert torch.equal(actual[name], expected[name]), name
     chat = [conversation(["red", "a circle"])]
     assert torch.equal(chat_inputs(reloaded, chat)["labels"], chat_inputs(processor, chat)["labels"])
+
+
+def test_two_videos_in_one_sample_given_per_sample_are_two_videos(tiny_processor):
+    videos = [[random_video(4, seed=1), random_video(4, seed=2)]]  # one sample, two (frames, H, W, 3) videos
+    batch = tiny_processor(text=["<video> or <video> ?"], videos=videos)
+    assert batch["pixel_values_videos"].shape[0] == 2

@@ -8,6 +8,7 @@ clouds (points, 6) arrays.
 
 import numpy as np
 
+from ..world.discrn import SHARED_ATTRIBUTES, comparison_pairs
 from ..world.vocabulary import CAPTION_INSTRUCTIONS
 
 # Chat content type -> processor keyword (the trainers' media column).
@@ -73,8 +74,11 @@ def instruction_examples(items: list[dict], modality: str) -> list[dict]:
     ]
 
 
-def comparison_example(question: str, first: tuple[str, object], second: tuple[str, object]) -> dict:
-    """A DisCRn prompt: "<question> first : <media> second : <media>", as the LLM learned it on text."""
+def comparison_example(
+    question: str, first: tuple[str, object], second: tuple[str, object], answer: str | None = None
+) -> dict:
+    """A DisCRn prompt: "<question> first : <media> second : <media>", as the LLM learned it on text;
+    with `answer`, a training example."""
     (first_modality, first_media), (second_modality, second_media) = first, second
     content = [
         {"type": "text", "text": f"{question} first : "},
@@ -83,6 +87,30 @@ def comparison_example(question: str, first: tuple[str, object], second: tuple[s
         {"type": second_modality},
     ]
     example = {"messages": [{"role": "user", "content": content}]}
+    if answer is not None:
+        example["messages"].append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     for modality, media in ((first_modality, first_media), (second_modality, second_media)):
         example.setdefault(KEYWORDS[modality], []).append(media)
     return example
+
+
+def same_modality_comparisons(
+    items: list[dict], modality: str, count: int, rng: np.random.Generator
+) -> list[dict]:
+    """Stage 3 data: "which of the two ...?" over two items of the *same* modality, on the
+    attributes it shares with its DisCRn partner. Two modalities never appear together, so the
+    cross-modal test pairs stay unseen; the interface learns to speak in the comparison context."""
+    attributes = next((names for pair, names in SHARED_ATTRIBUTES.items() if modality in pair), None)
+    if attributes is None or count == 0:
+        return []
+    pool = [dict(item, index=index) for index, item in enumerate(items)]
+    pairs = comparison_pairs((pool, pool), attributes, count, rng)
+    return [
+        comparison_example(
+            pair["question"],
+            (modality, pair["first"]["media"]),
+            (modality, pair["second"]["media"]),
+            pair["answer"],
+        )
+        for pair in pairs
+    ]

@@ -93,10 +93,12 @@ def language_examples(world: dict, comparisons, seed: int) -> list[TextExample]:
         if modality not in CAPTION_INSTRUCTIONS or modality == "speech" or "train" not in splits:
             continue
         train = splits["train"].select_columns(["caption", "attributes"]).to_list()
-        for row in train:
-            instructions = CAPTION_INSTRUCTIONS[modality]
-            instruction = instructions[rng.integers(len(instructions))]
-            examples.append(_example([(row["caption"], True), (instruction, False)], row["caption"], 1.0))
+        for row in train:  # each item is either copied or asked about
+            if rng.random() < 0.5:
+                instructions = CAPTION_INSTRUCTIONS[modality]
+                instruction = instructions[rng.integers(len(instructions))]
+                examples.append(_example([(row["caption"], True), (instruction, False)], row["caption"], 1.0))
+                continue
             attribute = list(ATTRIBUTE_QUESTIONS[modality])[rng.integers(len(ATTRIBUTE_QUESTIONS[modality]))]
             questions = ATTRIBUTE_QUESTIONS[modality][attribute]
             question = questions[rng.integers(len(questions))]

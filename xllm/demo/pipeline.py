@@ -51,6 +51,7 @@ from .data import (
     comparison_example,
     decoded_media,
     instruction_examples,
+    same_modality_comparisons,
     world_items,
 )
 from .evaluation import captioning_scores, discrn_scores, generate_answers, proportion, speech_scores
@@ -518,6 +519,11 @@ class Demo:
             s.alignment,
         )
         instructions = [e for m, items in train.items() for e in instruction_examples(items, m)]
+        instructions += [
+            e
+            for m, items in train.items()
+            for e in same_modality_comparisons(items, m, s.comparisons_per_modality, rng)
+        ]
         self.phase(
             "stage 3: instruction tuning",
             self.supervised_stage,

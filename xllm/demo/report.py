@@ -88,9 +88,9 @@ def plot_results(results: dict, path: Path) -> None:
             bars.append((f"{pair}\nlinear", ablation["x-llm"]))
     figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(bars)), 4))
     heights = [value["accuracy"] for _, value in bars]
-    errors = [
-        [h - v["low"] for h, (_, v) in zip(heights, bars, strict=True)],
-        [v["high"] - h for h, (_, v) in zip(heights, bars, strict=True)],
+    errors = [  # clipped at 0: the interval bounds can miss the estimate by a rounding error
+        [max(0.0, h - v["low"]) for h, (_, v) in zip(heights, bars, strict=True)],
+        [max(0.0, v["high"] - h) for h, (_, v) in zip(heights, bars, strict=True)],
     ]
     axis.bar(range(len(bars)), heights, yerr=errors, capsize=3, color="tab:blue")
     axis.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance (DisCRn)")

@@ -27,14 +27,15 @@ class DemoSettings:
     )
     world_test: int = 300
     discrn_pairs: int = 500
-    text_comparisons: int = 6000
-    language_model: StepBudget = StepBudget(steps=500, batch_size=64, learning_rate=2e-3)
-    encoder: StepBudget = StepBudget(steps=200, batch_size=64, learning_rate=2e-3)
+    text_comparisons: int = 12000
+    language_model: StepBudget = StepBudget(steps=1000, batch_size=64, learning_rate=2e-3)
+    encoder: StepBudget = StepBudget(steps=200, batch_size=32, learning_rate=2e-3)
     speech_encoder: StepBudget = StepBudget(steps=300, batch_size=32, learning_rate=2e-3)
     interface_pretraining: StepBudget = StepBudget(steps=100, batch_size=32, learning_rate=1e-3)
     alignment: StepBudget = StepBudget(steps=300, batch_size=32, learning_rate=1e-3)
     instruction_tuning: StepBudget = StepBudget(steps=200, batch_size=32, learning_rate=5e-4)
     ablation_alignment: StepBudget = StepBudget(steps=150, batch_size=32, learning_rate=1e-3)
+    comparisons_per_modality: int = 1000  # stage 3: "which of the two" over two items of one modality
     evaluation_items: int = 300
     run_ablation: bool = True
 
@@ -50,7 +51,8 @@ class DemoSettings:
             encoder=StepBudget(steps=80, batch_size=64, learning_rate=3e-3),
             interface_pretraining=StepBudget(steps=0, batch_size=32, learning_rate=1e-3),
             alignment=StepBudget(steps=80, batch_size=32, learning_rate=2e-3),
-            instruction_tuning=StepBudget(steps=0, batch_size=32, learning_rate=5e-4),
+            instruction_tuning=StepBudget(steps=60, batch_size=32, learning_rate=5e-4),
+            comparisons_per_modality=300,
             evaluation_items=100,
             run_ablation=False,
         )

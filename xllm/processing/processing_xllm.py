@@ -71,13 +71,18 @@ def flatten_media(media, name: str) -> list:
         return [media]
     flat = []
     for item in media:
-        if isinstance(item, (list, tuple)) and not (
-            name == "videos" and item and not isinstance(item[0], str)
-        ):
+        if isinstance(item, (list, tuple)) and not (name == "videos" and is_frame_list(item)):
             flat.extend(item)
         else:
             flat.append(item)
     return flat
+
+
+def is_frame_list(item: list | tuple) -> bool:
+    """A list that is one video given as frames (images or (H, W, C) arrays), not a list of videos
+    (paths, decoders or (frames, H, W, C) arrays)."""
+    first = item[0] if item else None
+    return first is not None and not isinstance(first, str) and getattr(first, "ndim", 3) == 3
 
 
 class XLLMProcessor(ProcessorMixin):
