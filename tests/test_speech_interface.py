@@ -119,3 +119,14 @@ def test_cformer_padded_frames_do_not_change_a_samples_tokens():
     with_padding = cformer(padded, mask)
     assert alone.token_lengths.tolist() == with_padding.token_lengths.tolist()
     torch.testing.assert_close(alone.token_embeddings, with_padding.token_embeddings, atol=1e-5, rtol=1e-5)
+
+
+def test_cformer_returns_empty_tokens_when_nothing_fires():
+    cformer = tiny_cformer().eval()
+    with torch.no_grad():
+        for parameter in cformer.cif.weight_predictor.parameters():
+            parameter.zero_()
+        cformer.cif.weight_predictor.to_weight.bias.fill_(-20.0)  # weights ~0: CIF fires nothing
+    output = cformer(torch.randn(2, 10, 12))
+    assert output.token_lengths.tolist() == [0, 0]
+    assert output.token_embeddings.shape == (2, 0, 20)

@@ -45,14 +45,20 @@ def world_items(dataset, modality: str, limit: int | None = None) -> list[dict]:
     return items
 
 
-def chat_example(modality: str, media, instruction: str, answer: str | None = None) -> dict:
-    """A one-turn example: the media, then the instruction; the answer as the assistant turn."""
+def chat_example(
+    modality: str, media, instruction: str, answer: str | None = None, transcript: str | None = None
+) -> dict:
+    """A one-turn example: the media, then the instruction; the answer as the assistant turn. A
+    speech item's `transcript` gives CIF its target length in training."""
     messages = [
         {"role": "user", "content": [{"type": modality}, {"type": "text", "text": " " + instruction}]}
     ]
     if answer is not None:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return {"messages": messages, KEYWORDS[modality]: [media]}
+    example = {"messages": messages, KEYWORDS[modality]: [media]}
+    if transcript is not None:
+        example["transcript"] = transcript
+    return example
 
 
 def caption_examples(items: list[dict], modality: str, rng: np.random.Generator) -> list[dict]:
@@ -60,7 +66,13 @@ def caption_examples(items: list[dict], modality: str, rng: np.random.Generator)
     instructions = CAPTION_INSTRUCTIONS[modality]
     target = "transcript" if modality == "speech" else "caption"
     return [
-        chat_example(modality, item["media"], instructions[rng.integers(len(instructions))], item[target])
+        chat_example(
+            modality,
+            item["media"],
+            instructions[rng.integers(len(instructions))],
+            item[target],
+            item.get("transcript"),
+        )
         for item in items
     ]
 
@@ -68,7 +80,7 @@ def caption_examples(items: list[dict], modality: str, rng: np.random.Generator)
 def instruction_examples(items: list[dict], modality: str) -> list[dict]:
     """Stage 3 data: every (instruction, answer) pair of every item."""
     return [
-        chat_example(modality, item["media"], pair["instruction"], pair["answer"])
+        chat_example(modality, item["media"], pair["instruction"], pair["answer"], item.get("transcript"))
         for item in items
         for pair in item["qa"]
     ]

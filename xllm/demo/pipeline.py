@@ -372,7 +372,7 @@ class Demo:
             model,
             self.training_arguments(name.replace(" ", "-").replace(":", ""), budget),
             train_dataset=examples,
-            data_collator=XLLMDataCollator(processor),
+            data_collator=XLLMDataCollator(processor, speech_transcript_column="transcript"),
         )
         trainer.train()
         self.record_losses(name, trainer)

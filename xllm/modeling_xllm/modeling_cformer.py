@@ -98,7 +98,7 @@ class CFormerInterface(XLLMInterfacePreTrainedModel):
         attention_mask = create_bidirectional_mask(
             self.config, inputs_embeds=hidden_states, attention_mask=token_mask
         )
-        for layer in self.layers:
+        for layer in self.layers if num_tokens else ():  # no layer to run when nothing fired
             hidden_states = layer(hidden_states, attention_mask, **kwargs)
         embeddings = self.adapter(hidden_states) * token_mask.unsqueeze(-1)  # zero beyond each length
         return CFormerOutput(

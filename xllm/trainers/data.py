@@ -239,7 +239,7 @@ class XLLMDataCollator:
             processor_kwargs["speech_transcripts"] = [
                 transcript
                 for example in examples
-                for transcript in _as_list(example[self.speech_transcript_column])
+                for transcript in _as_list(example.get(self.speech_transcript_column))
             ]
         batch = self.processor.apply_chat_template(
             conversations,
