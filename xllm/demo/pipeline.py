@@ -14,6 +14,7 @@ Phases, each timed:
              to chance, the caption baseline and the linear-interface ablation
 """
 
+import hashlib
 import json
 import shutil
 import time
@@ -78,6 +79,11 @@ STAGE1_MODALITIES = ("image", "speech")
 DISCRN_PAIRS = {"image_point_cloud": ("image", "point_cloud"), "audio_video": ("audio", "video")}
 
 
+def stable_digest(settings: dict) -> str:
+    """A short name for a set of settings, the same in every process (unlike `hash`)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
 class Demo:
     """One run of the demo; `run()` returns the report (also written to `output_dir`)."""
 
@@ -110,9 +116,7 @@ class Demo:
             video_frames=8,
             points=POINTS,
         )
-        folder = (
-            self.cache / f"world-seed{s.seed}-{abs(hash(json.dumps(asdict(sizes), sort_keys=True))) % 10**8}"
-        )
+        folder = self.cache / f"world-seed{s.seed}-{stable_digest(asdict(sizes))}"
         if (folder / "world.json").exists():
             self.log(f"   cached: {folder}")
             return load_world(folder)
@@ -120,7 +124,7 @@ class Demo:
 
     def stage0_folder(self) -> Path:
         s = self.settings
-        key = json.dumps(
+        key = stable_digest(
             {
                 "seed": s.seed,
                 "train": s.world_train,
@@ -130,9 +134,8 @@ class Demo:
                 "modalities": s.modalities,
                 "comparisons": s.text_comparisons,
             },
-            sort_keys=True,
         )
-        return self.cache / f"stage0-{abs(hash(key)) % 10**8}"
+        return self.cache / f"stage0-{key}"
 
     def language_model(self, world: dict) -> Path:
         folder = self.stage0_folder() / "llm"
