@@ -301,6 +301,9 @@ class Demo:
     ) -> XLLMForConditionalGeneration:
         vocab_size = len(processor.qformer_tokenizer)
         interfaces = {m: self.interface_config(m, kind, vocab_size) for m in self.settings.modalities}
+        torch.manual_seed(
+            self.settings.seed
+        )  # the same interfaces whether stage 0 ran or came from the cache
         model = XLLMForConditionalGeneration.from_pretrained_parts(
             llm_folder,
             {name: folder for name, folder in encoder_folders.items()},

@@ -43,16 +43,22 @@ class DemoSettings:
         return replace(
             self,
             modalities=("image", "point_cloud"),
-            world_train={"image": 600, "point_cloud": 600, "video": 0, "audio": 0, "speech": 0},
+            world_train={
+                "image": 600,
+                "point_cloud": 600,
+                "video": 10,
+                "audio": 10,
+                "speech": 10,
+            },  # unused: tiny
             world_test=100,
             discrn_pairs=100,
             text_comparisons=1500,
-            language_model=StepBudget(steps=150, batch_size=64, learning_rate=3e-3),
-            encoder=StepBudget(steps=80, batch_size=64, learning_rate=3e-3),
+            language_model=StepBudget(steps=400, batch_size=64, learning_rate=3e-3),
+            encoder=StepBudget(steps=60, batch_size=32, learning_rate=3e-3),
             interface_pretraining=StepBudget(steps=0, batch_size=32, learning_rate=1e-3),
-            alignment=StepBudget(steps=80, batch_size=32, learning_rate=2e-3),
-            instruction_tuning=StepBudget(steps=60, batch_size=32, learning_rate=5e-4),
-            comparisons_per_modality=300,
+            alignment=StepBudget(steps=200, batch_size=32, learning_rate=2e-3),
+            instruction_tuning=StepBudget(steps=0, batch_size=32, learning_rate=5e-4),
+            comparisons_per_modality=0,
             evaluation_items=100,
             run_ablation=False,
         )
