@@ -281,3 +281,23 @@ def test_training_mode_keeps_frozen_encoders_in_eval_mode():
     model.unfreeze("encoders.vision")
     model.train()
     assert model.model.encoders["vision"].training  # a trainable encoder trains
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(image):
+    model, processor = tiny_model_and_processor()
+    batch = processor(images=[image], text=["<image> describe the image"])
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+
+    def interface_gradients():
+        model.zero_grad()
+        model.train()
+        model(**batch, labels=labels).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = interface_gradients()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert all(layer.gradient_checkpointing for layer in model.model.interfaces["image"].qformer.layers)
+    checkpointed = interface_gradients()
+    assert plain.keys() == checkpointed.keys() and plain
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-5, rtol=1e-5)
