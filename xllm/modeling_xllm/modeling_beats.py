@@ -27,7 +27,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.t5.modeling_t5 import T5Attention
 
 from .configuration_beats import XLLMBeatsConfig
-from .modeling_pointbert import eager_attention_forward
+from .modeling_attention import eager_attention_forward
 
 
 class BeatsPositionalConv(nn.Module):

@@ -25,6 +25,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_pointbert import XLLMPointBertConfig
+from .modeling_attention import eager_attention_forward
 
 
 def farthest_point_sample(points: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -94,29 +95,6 @@ class PointNetTokenEmbedder(nn.Module):
             torch.cat([pooled, features], dim=1)
         )  # (batch * groups, width, group_size)
         return features.max(dim=-1).values.reshape(batch_size, num_groups, -1)
-
-
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain softmax attention; `attention_mask` is an additive float bias or None.
-
-    query/key/value: (batch, heads, tokens, head_dim) -> output (batch, tokens, heads, head_dim),
-    the layout transformers' attention interface returns for every implementation.
-    """
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (batch, heads, tokens, tokens)
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
 class PointBertAttention(nn.Module):

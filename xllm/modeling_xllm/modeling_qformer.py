@@ -20,29 +20,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_xllm import XLLMInterfaceConfig
+from .modeling_attention import eager_attention_forward
 from .modeling_x2l import XLLMInterfacePreTrainedModel
-
-
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain softmax attention; the reference that `sdpa` and flash attention must agree with."""
-    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (batch, heads, q_len, kv_len)
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1)
-    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = (
-        torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
-    )  # (batch, q_len, heads, head_dim)
-    return attn_output, attn_weights
 
 
 class QFormerAttention(nn.Module):
