@@ -5,7 +5,7 @@ Q-Former tokenizer, tiny encoder / interface / LLM configs.
 """
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
     ASTFeatureExtractor,
     AutoConfig,
@@ -58,11 +58,16 @@ TINY_VISION_CONFIGS = {
 }
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level LLM tokenizer over a few dozen words, with the placeholder tokens."""
-    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + PUNCTUATION + TINY_WORDS)}
+def word_level_tokenizer(
+    words: list[str], lowercase: bool = False, model_max_length: int = 512
+) -> PreTrainedTokenizerFast:
+    """A word-level LLM tokenizer: the special and placeholder tokens, then `words` in order (ids
+    are stable), split on whitespace and punctuation, optionally lower-cased."""
+    vocab = {token: index for index, token in enumerate(dict.fromkeys(SPECIAL_TOKENS + list(words)))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    if lowercase:
+        backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<s>",
@@ -70,8 +75,13 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
         pad_token="<pad>",
         unk_token="<unk>",
         extra_special_tokens=SPECIAL_TOKENS[4:],
-        model_max_length=512,
+        model_max_length=model_max_length,
     )
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level LLM tokenizer over a few dozen words, with the placeholder tokens."""
+    return word_level_tokenizer(PUNCTUATION + TINY_WORDS)
 
 
 def tiny_qformer_tokenizer() -> BertTokenizer:

@@ -16,23 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from ..testing import word_level_tokenizer
 from ..world.vocabulary import ATTRIBUTE_QUESTIONS, CAPTION_INSTRUCTIONS, world_vocabulary
 from .settings import StepBudget
 
-SPECIAL_TOKENS = [
-    "<pad>",
-    "<s>",
-    "</s>",
-    "<unk>",
-    "<image>",
-    "<video>",
-    "<speech>",
-    "<audio>",
-    "<point_cloud>",
-]
 TEMPLATE_WORDS = ["question", "answer", ":"]
 COMPARISON_ANSWER_WEIGHT = 10.0
 WORD_DROP = 0.1
@@ -42,20 +31,8 @@ MAX_NOISE = 0.5  # noise sigma, as a fraction of the embedding RMS
 def world_tokenizer() -> PreTrainedTokenizerFast:
     """Word-level tokenizer over the world's closed vocabulary (lower-cased, split on spaces and
     punctuation), with the modality placeholders as special tokens."""
-    words = list(dict.fromkeys(SPECIAL_TOKENS + TEMPLATE_WORDS + list(world_vocabulary())))
-    backend = Tokenizer(
-        models.WordLevel({word: index for index, word in enumerate(words)}, unk_token="<unk>")
-    )
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens=SPECIAL_TOKENS[4:],
-        model_max_length=256,
+    return word_level_tokenizer(
+        TEMPLATE_WORDS + list(world_vocabulary()), lowercase=True, model_max_length=256
     )
 
 
