@@ -1,5 +1,7 @@
 """The synthetic world: determinism, held-out splits, DisCRn pairs, media that decode, vocabulary."""
 
+import itertools
+
 import numpy as np
 import pytest
 import trimesh
@@ -11,7 +13,14 @@ from xllm.world.point_clouds import make_primitive, sample_point_cloud
 from xllm.world.sounds import synthesise_sound
 from xllm.world.splits import HELD_OUT_CROSSINGS, crossing_key, held_out_combinations, split_combinations
 from xllm.world.videos import DIRECTION_STEPS
-from xllm.world.vocabulary import ATTRIBUTES, COMPARATIVES, MODALITIES, caption, world_vocabulary
+from xllm.world.vocabulary import (
+    ATTRIBUTES,
+    COMPARATIVES,
+    MODALITIES,
+    caption,
+    random_descriptions,
+    world_vocabulary,
+)
 
 TINY = WorldSizes(
     image=24, point_cloud=24, video=6, audio=6, speech=4, validation=3, test=16, discrn_pairs=20, points=128
@@ -89,12 +98,27 @@ def test_discrn_pairs_are_balanced_test_items_that_differ_on_the_asked_attribute
         assert COMPARATIVES.get(target[row["attribute"]], target[row["attribute"]]) == word
 
 
-def test_text_comparisons_pair_train_captions_only_with_balanced_answers(world):
-    examples = text_comparisons(world, count=40, seed=SEED)
-    train_captions = {text for modality in MODALITIES for text in world[modality]["train"]["caption"]}
-    assert set(examples["first_caption"]) | set(examples["second_caption"]) <= train_captions
-    assert examples["answer"].count("first") == examples["answer"].count("second") == 20
+def test_text_comparisons_are_balanced_and_include_held_out_combinations_as_text():
+    examples = text_comparisons(count=400, seed=SEED)
+    assert examples["answer"].count("first") == examples["answer"].count("second") == 200
     assert all(e["instruction"].startswith(e["question"] + " first : ") for e in examples)
+    captions = set(examples["first_caption"]) | set(examples["second_caption"])
+    held_out_images = {
+        caption(
+            "image", {**dict(zip(("colour", "shape"), key, strict=True)), "size": size, "position": place}
+        )
+        for key in held_out_combinations("image", SEED)
+        for size in ATTRIBUTES["image"]["size"]
+        for place in ATTRIBUTES["image"]["position"]
+    }
+    assert captions & held_out_images
+
+
+def test_random_descriptions_cover_the_whole_attribute_grid():
+    items = random_descriptions("point_cloud", 2000, np.random.default_rng(0))
+    combinations = {tuple(item["attributes"].values()) for item in items}
+    assert len(combinations) == len(list(itertools.product(*ATTRIBUTES["point_cloud"].values())))
+    assert all(item["caption"] == caption("point_cloud", item["attributes"]) for item in items)
 
 
 def test_image_is_a_64_pixel_rgb_picture(world):
@@ -158,7 +182,7 @@ def test_every_text_of_the_world_uses_only_vocabulary_words(world):
         texts += list(dataset["caption"]) + [t for qa in dataset["qa"] for pair in qa for t in pair.values()]
     for dataset in world["discrn"].values():
         texts += list(dataset["caption_prompt"]) + list(dataset["answer"])
-    texts += list(text_comparisons(world, count=10)["instruction"])
+    texts += list(text_comparisons(count=10)["instruction"])
     assert {word for text in texts for word in text.split(" ")} <= vocabulary
     assert len(vocabulary) <= 80
 

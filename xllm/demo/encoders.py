@@ -6,6 +6,15 @@ to read (the prototypes' shape accuracy stayed at chance). So each encoder first
 world's attributes by classification on its own train split: linear heads over mean- and
 max-pooled encoder tokens, summed cross-entropy. The speech encoder learns to recognise words
 instead (CTC over the world's vocabulary). Heads are thrown away; only the encoder is kept.
+
+Train splits hold out combinations of one attribute with others (a red star never appears), and an
+encoder trained on them reads the held-out attribute through the other one: colour tells which
+shapes are possible, so on a red star it answers "not star" (measured: shape 0-5% on held-out
+combinations). So half of each batch is recoloured (images, point clouds) or has its frequencies
+shuffled (sounds); the attributes the change keeps (shape, size, position; a sound's speed) are
+learned from the changed half only, the others from the untouched half only. The encoder then has
+to read shape or speed the same way whatever the colour or instrument, as a pretrained encoder that
+has seen every colour on every shape would. No held-out combination is ever labelled.
 """
 
 from collections.abc import Callable
@@ -110,6 +119,42 @@ class AttributeHeads(nn.Module):
         return {name: head(pooled) for name, head in self.heads.items()}
 
 
+def recoloured_images(
+    pixel_values: torch.Tensor, generator: torch.Generator, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """Normalised (batch, 3, H, W) images with each shape's colour changed: the difference from the
+    background (the top-left pixel) gets its channels shuffled and rescaled at random."""
+    mean_, std_ = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    rgb = pixel_values * std_ + mean_
+    background = rgb[:, :, :1, :1]
+    permutation = torch.argsort(torch.rand(rgb.shape[0], 3, generator=generator), dim=1)
+    shuffled = torch.gather(rgb - background, 1, permutation.view(-1, 3, 1, 1).expand_as(rgb))
+    gains = 0.4 + 0.9 * torch.rand(rgb.shape[0], 3, 1, 1, generator=generator)
+    recoloured = (background + shuffled * gains).clamp(0, 1)
+    return (recoloured - mean_) / std_
+
+
+def recoloured_point_clouds(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(batch, points, 6) xyz + rgb clouds painted one colour each: a random colour for half of
+    them, a random grey for the other half. Greys keep the colour channels quiet, so geometry is
+    learned sooner (with random colours only, shape reached 20% on held-out combinations in 240
+    steps; with this mix, 40%)."""
+    count = points.shape[0]
+    colours = torch.rand(count, 1, 3, generator=generator)
+    greys = torch.rand(count, 1, 1, generator=generator).expand(-1, -1, 3)
+    grey = torch.rand(count, 1, 1, generator=generator) < 0.5
+    paint = torch.where(grey, greys, colours).expand(-1, points.shape[1], -1)
+    return torch.cat([points[..., :3], paint], dim=-1)
+
+
+def shuffled_frequencies(features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(batch, frames, bins) fbank with the frequency bins of each sound shuffled: timbre and
+    pitch are gone, the timing of the notes (speed) is not (each note still starts, decays and
+    gives way to the next in the same frames)."""
+    order = torch.argsort(torch.rand(features.shape[0], 1, features.shape[-1], generator=generator), dim=-1)
+    return torch.gather(features, -1, order.expand_as(features))
+
+
 def attribute_labels(rows: list[dict], modality: str) -> dict[str, torch.Tensor]:
     return {
         name: torch.tensor([values.index(row[name]) for row in rows])
@@ -137,21 +182,39 @@ def pretrain_on_attributes(
     budget: StepBudget,
     seed: int,
     progress: Callable[[int, float], None] | None = None,
+    augmentation: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    invariant_attributes: tuple[str, ...] = (),
 ) -> tuple[AttributeHeads, list[float]]:
     """Attribute classification on (items, *input) `inputs`; the encoder is frozen afterwards.
-    Returns the heads (to measure held-out accuracy) and the loss per step."""
+    Returns the heads (to measure held-out accuracy) and the loss per step.
+
+    With `augmentation`, the second half of every batch is augmented: `invariant_attributes` (those
+    the augmentation leaves unchanged) are learned from the augmented half only, every other
+    attribute from the untouched half only, so no invariant attribute is ever learned next to the
+    true value of the attributes the augmentation changes."""
     torch.manual_seed(seed)
     heads = AttributeHeads(encoder.config.hidden_size, attributes)
     optimizer, schedule = _optimizer(list(encoder.parameters()) + list(heads.parameters()), budget)
     order = np.random.default_rng([seed, 9])
+    generator = torch.Generator().manual_seed(seed)
     losses = []
     encoder.train()
     for step in range(budget.steps):
         chosen = torch.from_numpy(
             order.choice(len(inputs), size=min(budget.batch_size, len(inputs)), replace=False)
         )
-        logits = heads(encoder_tokens(encoder, inputs[chosen]))
-        loss = sum(nn.functional.cross_entropy(logits[name], labels[name][chosen]) for name in attributes)
+        batch = inputs[chosen]
+        targets = {name: labels[name][chosen].clone() for name in attributes}
+        if augmentation is not None:
+            half = len(chosen) // 2
+            batch = torch.cat([batch[:half], augmentation(batch[half:], generator)])
+            for name, target in targets.items():  # -100: ignored by cross_entropy
+                if name in invariant_attributes:
+                    target[:half] = -100
+                else:
+                    target[half:] = -100
+        logits = heads(encoder_tokens(encoder, batch))
+        loss = sum(nn.functional.cross_entropy(logits[name], targets[name]) for name in attributes)
         loss.backward()
         optimizer.step()
         schedule.step()

@@ -19,7 +19,12 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from ..testing import word_level_tokenizer
-from ..world.vocabulary import ATTRIBUTE_QUESTIONS, CAPTION_INSTRUCTIONS, world_vocabulary
+from ..world.vocabulary import (
+    ATTRIBUTE_QUESTIONS,
+    CAPTION_INSTRUCTIONS,
+    random_descriptions,
+    world_vocabulary,
+)
 from .settings import StepBudget
 
 TEMPLATE_WORDS = ["question", "answer", ":"]
@@ -63,14 +68,16 @@ def _example(parts: list[tuple[str, bool]], answer: str, answer_weight: float) -
 
 
 def language_examples(world: dict, comparisons, seed: int) -> list[TextExample]:
-    """Copy, attribute-answer and comparison sequences from the train splits of `world`."""
+    """Copy, attribute-answer and comparison sequences. Captions are drawn over every attribute
+    combination (as many per modality as its train split has items): trained on train-split
+    captions only, the LLM learns that a red star is never said and suppresses it however clearly
+    the interface shows one. Speech transcripts come from the speech train split."""
     rng = np.random.default_rng([seed, 3])
     examples = []
     for modality, splits in world.items():
         if modality not in CAPTION_INSTRUCTIONS or modality == "speech" or "train" not in splits:
             continue
-        train = splits["train"].select_columns(["caption", "attributes"]).to_list()
-        for row in train:  # each item is either copied or asked about
+        for row in random_descriptions(modality, len(splits["train"]), rng):  # each copied or asked about
             if rng.random() < 0.5:
                 instructions = CAPTION_INSTRUCTIONS[modality]
                 instruction = instructions[rng.integers(len(instructions))]

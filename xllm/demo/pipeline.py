@@ -14,6 +14,7 @@ Phases, each timed:
              to chance, the caption baseline and the linear-interface ablation
 """
 
+import functools
 import hashlib
 import json
 import shutil
@@ -129,7 +130,7 @@ class Demo:
                 "seed": s.seed,
                 "train": s.world_train,
                 "lm": asdict(s.language_model),
-                "enc": asdict(s.encoder),
+                "enc": {name: asdict(budget) for name, budget in s.encoders.items()},
                 "speech": asdict(s.speech_encoder),
                 "modalities": s.modalities,
                 "comparisons": s.text_comparisons,
@@ -144,7 +145,7 @@ class Demo:
             self.diagnostics.update(json.loads((folder / "diagnostics.json").read_text()))
             return folder
         tokenizer = world_tokenizer()
-        comparisons = text_comparisons(world, self.settings.text_comparisons, seed=self.settings.seed)
+        comparisons = text_comparisons(self.settings.text_comparisons, seed=self.settings.seed)
         modalities = {m: world[m] for m in self.settings.modalities}
         examples = language_examples(modalities, comparisons, seed=self.settings.seed)
         model, losses = train_language_model(
@@ -205,9 +206,10 @@ class Demo:
             inputs,
             stage0_encoders.attribute_labels([i["attributes"] for i in train], modality),
             attributes,
-            self.settings.encoder,
+            self.settings.encoders[name],
             self.settings.seed,
-            progress=self.progress(f"{name} encoder", self.settings.encoder),
+            progress=self.progress(f"{name} encoder", self.settings.encoders[name]),
+            **self.encoder_augmentation(modality, processor),
         )
         self.losses[f"stage 0: {name} encoder"] = losses
         accuracy = stage0_encoders.attribute_accuracy(
@@ -217,6 +219,24 @@ class Demo:
             stage0_encoders.attribute_labels([i["attributes"] for i in test], modality),
         )
         return encoder, {f"encoder_{modality}_test_{k}": v for k, v in accuracy.items()}
+
+    @staticmethod
+    def encoder_augmentation(modality: str, processor: XLLMProcessor) -> dict:
+        """An augmentation that changes the held-out crossing's row attribute (colour, instrument)
+        and the attributes it keeps, which are learned from augmented items only."""
+        if modality == "audio":
+            return {"augmentation": stage0_encoders.shuffled_frequencies, "invariant_attributes": ("speed",)}
+        if modality == "point_cloud":
+            augmentation = stage0_encoders.recoloured_point_clouds
+        else:
+            image_processor = processor.image_processor
+            augmentation = functools.partial(
+                stage0_encoders.recoloured_images,
+                mean=tuple(image_processor.image_mean),
+                std=tuple(image_processor.image_std),
+            )
+        kept = tuple(name for name in stage0_encoders.ATTRIBUTES[modality] if name != "colour")
+        return {"augmentation": augmentation, "invariant_attributes": kept}
 
     def encoder_inputs(self, modality: str, items: list[dict], processor: XLLMProcessor) -> torch.Tensor:
         media = [item["media"] for item in items]

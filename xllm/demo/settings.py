@@ -28,14 +28,21 @@ class DemoSettings:
     world_test: int = 300
     discrn_pairs: int = 500
     text_comparisons: int = 12000
-    language_model: StepBudget = StepBudget(steps=1000, batch_size=64, learning_rate=2e-3)
-    encoder: StepBudget = StepBudget(steps=200, batch_size=32, learning_rate=2e-3)
+    language_model: StepBudget = StepBudget(steps=1500, batch_size=64, learning_rate=2e-3)
+    # Per encoder (stage 0): the augmentations (see encoders.py) make shape and speed slower to learn.
+    encoders: dict[str, StepBudget] = field(
+        default_factory=lambda: {
+            "vision": StepBudget(steps=600, batch_size=64, learning_rate=2e-3),
+            "audio": StepBudget(steps=600, batch_size=32, learning_rate=2e-3),
+            "point_cloud": StepBudget(steps=400, batch_size=32, learning_rate=2e-3),
+        }
+    )
     speech_encoder: StepBudget = StepBudget(steps=300, batch_size=32, learning_rate=2e-3)
     interface_pretraining: StepBudget = StepBudget(steps=100, batch_size=32, learning_rate=1e-3)
     alignment: StepBudget = StepBudget(steps=300, batch_size=32, learning_rate=1e-3)
-    instruction_tuning: StepBudget = StepBudget(steps=200, batch_size=32, learning_rate=5e-4)
+    instruction_tuning: StepBudget = StepBudget(steps=350, batch_size=32, learning_rate=5e-4)
     ablation_alignment: StepBudget = StepBudget(steps=150, batch_size=32, learning_rate=1e-3)
-    comparisons_per_modality: int = 1000  # stage 3: "which of the two" over two items of one modality
+    comparisons_per_modality: int = 2000  # stage 3: "which of the two" over two items of one modality
     evaluation_items: int = 300
     run_ablation: bool = True
 
@@ -54,7 +61,10 @@ class DemoSettings:
             discrn_pairs=100,
             text_comparisons=1500,
             language_model=StepBudget(steps=400, batch_size=64, learning_rate=3e-3),
-            encoder=StepBudget(steps=60, batch_size=32, learning_rate=3e-3),
+            encoders={
+                "vision": StepBudget(steps=150, batch_size=32, learning_rate=3e-3),
+                "point_cloud": StepBudget(steps=60, batch_size=32, learning_rate=3e-3),
+            },
             interface_pretraining=StepBudget(steps=0, batch_size=32, learning_rate=1e-3),
             alignment=StepBudget(steps=200, batch_size=32, learning_rate=2e-3),
             instruction_tuning=StepBudget(steps=0, batch_size=32, learning_rate=5e-4),

@@ -6,8 +6,9 @@ is the target item's, and the other item is drawn among those with a *different*
 exactly one of the two answers the question. Answers alternate first / second (balanced to
 one pair), and the pools swap places every two pairs, so each modality comes first half the time.
 
-The cross-modal test set (`discrn_pairs`) uses test-split items only; the text-only examples
-(`text_comparisons`) that teach the language model the task use train-split captions only.
+The cross-modal test set (`build_discrn`) uses test-split items only; the text-only examples
+(`text_comparisons`) that teach the language model the task use captions drawn over every
+attribute combination (text only: no media is involved, see `random_descriptions`).
 """
 
 from collections.abc import Mapping
@@ -15,7 +16,13 @@ from collections.abc import Mapping
 import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from .vocabulary import COMPARISON_ANSWERS, COMPARISON_QUESTIONS, comparison_prompt, comparison_question
+from .vocabulary import (
+    COMPARISON_ANSWERS,
+    COMPARISON_QUESTIONS,
+    comparison_prompt,
+    comparison_question,
+    random_descriptions,
+)
 
 # Pair type -> the attributes both modalities have, with the same words for their values.
 SHARED_ATTRIBUTES = {("image", "point_cloud"): ("colour", "size"), ("audio", "video"): ("speed",)}
@@ -81,19 +88,20 @@ def _draw_target_and_other(pools, candidates, target_pool, attributes, rng, max_
     raise ValueError(f"pools have no two items that differ on any of {attributes} after {max_tries} tries")
 
 
-def text_comparisons(world: Mapping[str, DatasetDict], count: int, seed: int = 0) -> Dataset:
-    """Text-only comparison examples for training the language model, from train-split captions.
+def text_comparisons(count: int, seed: int = 0) -> Dataset:
+    """Text-only comparison examples for training the language model.
 
-    For each pair type of `SHARED_ATTRIBUTES`, the train captions of both modalities are pooled
-    and paired, so one example may compare two images, an image and a point cloud, or two point
-    clouds. Columns: instruction ("<question> first : <caption> second : <caption>"), answer,
-    question, first_caption, second_caption and attribute.
+    For each pair type of `SHARED_ATTRIBUTES`, descriptions of both modalities (every attribute
+    combination, see `random_descriptions`) are pooled and paired, so one example may compare two
+    images, an image and a point cloud, or two point clouds. Columns: instruction ("<question>
+    first : <caption> second : <caption>"), answer, question, first_caption, second_caption and
+    attribute.
     """
     rng = np.random.default_rng([seed, 7])
     examples = []
     for type_index, (modalities, attributes) in enumerate(SHARED_ATTRIBUTES.items()):
-        pool = [item for modality in modalities for item in _described_items(world[modality]["train"])]
         type_count = count // len(SHARED_ATTRIBUTES) + (type_index < count % len(SHARED_ATTRIBUTES))
+        pool = [item for modality in modalities for item in random_descriptions(modality, type_count, rng)]
         examples += [
             _text_example(pair) for pair in comparison_pairs((pool, pool), attributes, type_count, rng)
         ]

@@ -95,6 +95,22 @@ def caption(modality: str, attributes: dict[str, str]) -> str:
     return CAPTION_TEMPLATES[modality].format(**attributes)
 
 
+def random_descriptions(modality: str, count: int, rng) -> list[dict]:
+    """`count` text-only items of `modality` (attributes and caption) with every attribute drawn
+    uniformly and independently, so held-out combinations appear too: the world's *language*
+    (what a pretrained LLM has read) has every combination; only media of held-out combinations
+    are held out. `rng` is a numpy Generator."""
+    if modality not in CAPTION_TEMPLATES:
+        raise ValueError(f"modality must be one of {sorted(CAPTION_TEMPLATES)}, got {modality!r}")
+    items = []
+    for index in range(count):
+        attributes = {
+            name: values[rng.integers(len(values))] for name, values in ATTRIBUTES[modality].items()
+        }
+        items.append({"index": index, "attributes": attributes, "caption": caption(modality, attributes)})
+    return items
+
+
 def comparison_question(value: str, phrasing: int = 0) -> str:
     """The question whose answer is the item that has `value` (e.g. "red", "large", "quickly")."""
     return COMPARISON_QUESTIONS[phrasing].format(word=COMPARATIVES.get(value, value))

@@ -1,0 +1,89 @@
+"""Stage-0 encoder pre-training of the demo: the augmentations that keep encoders from reading one
+attribute through another, and which half of a batch teaches which attribute."""
+
+import numpy as np
+import torch
+from transformers import BlipImageProcessor
+
+from xllm.demo.encoders import (
+    attribute_accuracy,
+    pretrain_on_attributes,
+    recoloured_images,
+    recoloured_point_clouds,
+    shuffled_frequencies,
+    vision_encoder,
+)
+from xllm.demo.settings import StepBudget
+from xllm.world.images import BACKGROUND_RGB, render_image
+
+
+def _generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def test_recoloured_images_change_the_colour_and_keep_the_background_and_the_outline():
+    processor = BlipImageProcessor(size={"height": 32, "width": 32})
+    image = render_image(
+        {"colour": "red", "shape": "star", "size": "large", "position": "centre"},
+        np.random.default_rng(0),
+        side=32,
+    )
+    pixels = processor([image] * 8, return_tensors="pt")["pixel_values"]  # (8, 3, 32, 32)
+    mean, std = tuple(processor.image_mean), tuple(processor.image_std)
+    recoloured = recoloured_images(pixels, _generator(), mean, std)
+
+    def rgb(values):
+        return values * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+
+    before, after = rgb(pixels), rgb(recoloured)
+    background = torch.tensor(BACKGROUND_RGB).view(1, 3, 1, 1) / 255
+    outline_before = (before - background).abs().amax(1) > 0.05
+    outline_after = (after - background).abs().amax(1) > 0.02
+    assert torch.allclose(after[:, :, 0, 0], before[:, :, 0, 0], atol=1e-5)  # background kept
+    assert (outline_after == outline_before).float().mean() > 0.97  # the same star
+    centre_colours = after[:, :, 16, 16]
+    assert torch.cdist(centre_colours, centre_colours).max() > 0.2  # items got different colours
+
+
+def test_recoloured_point_clouds_keep_the_geometry_and_paint_each_cloud_one_colour():
+    points = torch.rand(16, 64, 6)
+    recoloured = recoloured_point_clouds(points, _generator())
+    assert torch.equal(recoloured[..., :3], points[..., :3])
+    assert torch.equal(recoloured[..., 3:], recoloured[:, :1, 3:].expand(-1, 64, -1))
+    greys = (recoloured[:, 0, 3:].std(-1) < 1e-6).sum().item()
+    assert 0 < greys < 16  # both random greys and random colours
+
+
+def test_shuffled_frequencies_keep_each_frame_and_its_timing():
+    features = torch.randn(4, 50, 16)
+    shuffled = shuffled_frequencies(features, _generator())
+    assert torch.equal(shuffled.sort(-1).values, features.sort(-1).values)  # same values per frame
+    assert not torch.equal(shuffled, features)
+    # one permutation per sound: bin j of every frame comes from the same source bin
+    source = (shuffled[0, 0].unsqueeze(-1) == features[0, 0].unsqueeze(0)).float().argmax(-1)
+    assert torch.equal(shuffled[0], features[0][:, source])
+
+
+def test_invariant_attributes_are_learned_from_augmented_items_only():
+    """With an augmentation that erases the input, an invariant attribute cannot be learned and
+    the others still are (from the untouched half)."""
+    torch.manual_seed(0)
+    count = 256
+    labels = torch.randint(0, 2, (count,))
+    inputs = torch.zeros(count, 3, 16, 16)
+    inputs[labels == 1] = 1.0  # the label is plain to see
+    attributes = {"visible": ("no", "yes"), "invariant": ("no", "yes")}
+    encoder = vision_encoder(16)
+    heads, _ = pretrain_on_attributes(
+        encoder,
+        inputs,
+        {"visible": labels, "invariant": labels},
+        attributes,
+        StepBudget(steps=40, batch_size=32, learning_rate=3e-3),
+        seed=0,
+        augmentation=lambda batch, generator: torch.zeros_like(batch),
+        invariant_attributes=("invariant",),
+    )
+    accuracy = attribute_accuracy(encoder, heads, inputs, {"visible": labels, "invariant": labels})
+    assert accuracy["visible"] == 1.0
+    assert accuracy["invariant"] < 0.7
