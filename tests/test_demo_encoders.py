@@ -87,3 +87,16 @@ def test_invariant_attributes_are_learned_from_augmented_items_only():
     accuracy = attribute_accuracy(encoder, heads, inputs, {"visible": labels, "invariant": labels})
     assert accuracy["visible"] == 1.0
     assert accuracy["invariant"] < 0.7
+
+
+def test_qformer_vocabulary_does_not_depend_on_the_order_of_get_vocab(tmp_path, monkeypatch):
+    from xllm.demo.language_model import world_tokenizer
+    from xllm.demo.pipeline import Demo
+    from xllm.demo.settings import DemoSettings
+
+    demo = Demo(DemoSettings(), tmp_path, log=lambda *args: None)
+    tokenizer = world_tokenizer()
+    expected = demo.processor(tokenizer).qformer_tokenizer.get_vocab()
+    reversed_vocab = dict(reversed(list(tokenizer.get_vocab().items())))
+    monkeypatch.setattr(tokenizer, "get_vocab", lambda: reversed_vocab)
+    assert demo.processor(tokenizer).qformer_tokenizer.get_vocab() == expected
