@@ -13,6 +13,58 @@ def percent(entry: dict) -> str:
     return f"{100 * entry['accuracy']:.1f}% [{100 * entry['low']:.1f}, {100 * entry['high']:.1f}]"
 
 
+ATTRIBUTE_GOAL = 0.9
+DISCRN_GOAL = 0.8
+WER_GOAL = 0.15
+
+
+def target_lines(report: dict) -> list[str]:
+    """The issue's accuracy targets, each met or missed, and for a miss the measured stage it points
+    to: an attribute the stage-0 encoder itself cannot read on the test split is limited by the
+    encoder, one it can read by the interface; a comparison the LLM answers from captions but not
+    from media is limited by the interfaces."""
+    results, diagnostics = report["results"], report["diagnostics"]
+    lines, attributes_met = [], 0
+    for modality, entry in results["captioning"].items():
+        for name, value in entry["attributes"].items():
+            if value["accuracy"] >= ATTRIBUTE_GOAL:
+                attributes_met += 1
+                continue
+            encoder_modality = "image" if modality == "video" else modality  # video frames: the image encoder
+            encoder = diagnostics.get(f"encoder_{encoder_modality}_test_{name}")
+            if modality == "video" and name in ("direction", "speed"):
+                cause = "motion: frames are read one by one (no temporal embedding), the encoder sees single images"
+            elif encoder is None:
+                cause = "no encoder measure"
+            elif encoder < ATTRIBUTE_GOAL:
+                cause = f"the stage-0 encoder itself reads it at {100 * encoder:.0f}%"
+            else:
+                cause = f"the encoder reads it at {100 * encoder:.0f}%: the interface loses it"
+            lines.append(f"- missed: {modality} {name} {percent(value)} < 90% ({cause})")
+    if "speech" in results:
+        wer = results["speech"]["wer"]
+        verdict = "met" if wer <= WER_GOAL else "missed"
+        lines.append(f"- {verdict}: speech WER {100 * wer:.1f}% (goal at most {100 * WER_GOAL:.0f}%)")
+    for pair, entry in results["discrn"].items():
+        accuracy = entry["x-llm"]
+        above_chance = "above chance" if accuracy["low"] > 0.5 else "NOT above chance"
+        verdict = "met" if accuracy["accuracy"] >= DISCRN_GOAL else "missed"
+        text_only = diagnostics.get(f"llm_text_comparison_{pair}")
+        ceiling = (
+            f"; the frozen LLM answers the same pairs from their true captions at {100 * text_only:.0f}%"
+            if text_only is not None
+            else ""
+        )
+        lines.append(f"- {verdict}: DisCRn {pair} {percent(accuracy)}, goal 80%, {above_chance}{ceiling}")
+    if not any(line.startswith("- missed") for line in lines):
+        return ["Every accuracy target is met.", ""]
+    header = (
+        f"{attributes_met} attribute(s) at or above 90% (not listed); every other target below, "
+        "each miss with the measured stage it points to."
+    )
+    return [header, "", *lines, ""]
+
+
 def markdown_report(report: dict) -> str:
     results = report["results"]
     lines = ["# X-LLM demo report", "", "Every accuracy comes with its 95% Wilson interval [low, high].", ""]
@@ -46,7 +98,8 @@ def markdown_report(report: dict) -> str:
         lines.append(
             f"| {pair} | 50% | {baseline} | {linear} | {percent(entry['x-llm'])} | {100 * entry['x-llm']['invalid_rate']:.1f}% |"
         )
-    lines += ["", "## Stage-0 diagnostics", "", "| measure | value |", "| --- | ---: |"]
+    lines += ["", "## Targets", "", *target_lines(report)]
+    lines += ["## Stage-0 diagnostics", "", "| measure | value |", "| --- | ---: |"]
     lines += [f"| {name} | {value:.3f} |" for name, value in report["diagnostics"].items()]
     lines += ["", "## Example captions", ""]
     for modality, entry in results["captioning"].items():
