@@ -276,7 +276,8 @@ class Demo:
         size = {"height": IMAGE_SIDE, "width": IMAGE_SIDE}
         # In id order: get_vocab() comes from a Rust hash map whose order changes from process to
         # process, and Q-Former token ids must not (or a cached rerun would give other numbers).
-        words = sorted(tokenizer.get_vocab(), key=tokenizer.get_vocab().get)
+        token_ids = tokenizer.get_vocab()
+        words = sorted(token_ids, key=token_ids.get)
         vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [w for w in words if not w.startswith("<")]
         qformer_tokenizer = BertTokenizer(
             vocab={word: i for i, word in enumerate(dict.fromkeys(vocab))}, model_max_length=128

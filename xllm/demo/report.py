@@ -40,7 +40,9 @@ def target_lines(report: dict) -> list[str]:
                 cause = f"the stage-0 encoder itself reads it at {100 * encoder:.0f}%"
             else:
                 cause = f"the encoder reads it at {100 * encoder:.0f}%: the interface loses it"
-            lines.append(f"- missed: {modality} {name} {percent(value)} < 90% ({cause})")
+            lines.append(
+                f"- missed: {modality} {name} {percent(value)} < {100 * ATTRIBUTE_GOAL:.0f}% ({cause})"
+            )
     if "speech" in results:
         wer = results["speech"]["wer"]
         verdict = "met" if wer <= WER_GOAL else "missed"
@@ -55,11 +57,13 @@ def target_lines(report: dict) -> list[str]:
             if text_only is not None
             else ""
         )
-        lines.append(f"- {verdict}: DisCRn {pair} {percent(accuracy)}, goal 80%, {above_chance}{ceiling}")
+        lines.append(
+            f"- {verdict}: DisCRn {pair} {percent(accuracy)}, goal {100 * DISCRN_GOAL:.0f}%, {above_chance}{ceiling}"
+        )
     if not any(line.startswith("- missed") for line in lines):
         return ["Every accuracy target is met.", ""]
     header = (
-        f"{attributes_met} attribute(s) at or above 90% (not listed); every other target below, "
+        f"{attributes_met} attribute(s) at or above {100 * ATTRIBUTE_GOAL:.0f}% (not listed); every other target below, "
         "each miss with the measured stage it points to."
     )
     return [header, "", *lines, ""]
