@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from benchmarks.timing import format_table
-from xllm.modeling_xllm.modeling_speech_encoder import speech_frame_mask
+from xllm.modeling_xllm.modeling_media import speech_frame_mask
 from xllm.testing import tiny_model_and_processor
 from xllm.world.speech import SAMPLING_RATE, speak
 

@@ -1,6 +1,5 @@
 """Tests of query data augmentation: the answer-span / question / re-answer round trip and its filters."""
 
-import argparse
 import json
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 from datasets import Dataset
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
-from xllm.evaluation.cli import add_evaluation_commands
+from xllm.cli import build_parser
 from xllm.evaluation.query_augmentation import augment_captions, is_extractive, round_trip_agrees
 from xllm.testing import tiny_tokenizer
 
@@ -102,10 +101,9 @@ def test_augment_command_runs_offline_with_a_tiny_local_model(tmp_path, kind):
     manifest = tmp_path / "data" / "captions.jsonl"
     manifest.parent.mkdir()
     manifest.write_text(
-        "".join(json.dumps({"image": f"{i}.png", "caption": c}) + "\n" for i, c in enumerate(CAPTIONS))
+        "".join(json.dumps({"images": f"{i}.png", "response": c}) + "\n" for i, c in enumerate(CAPTIONS))
     )
-    parser = argparse.ArgumentParser(prog="xllm")
-    add_evaluation_commands(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     output = tmp_path / "out" / "qa.jsonl"
     args = parser.parse_args(
         [
@@ -123,7 +121,7 @@ def test_augment_command_runs_offline_with_a_tiny_local_model(tmp_path, kind):
     assert args.run(args) == 0
     assert output.is_file()
     for row in map(json.loads, output.read_text().splitlines()):
-        assert set(row) >= {"image", "caption", "question", "answer"}
-        assert (output.parent / row["image"]).resolve() == (
-            manifest.parent / row["image"].split("/")[-1]
+        assert set(row) >= {"images", "caption", "prompt", "response"}
+        assert (output.parent / row["images"]).resolve() == (
+            manifest.parent / row["images"].split("/")[-1]
         ).resolve()

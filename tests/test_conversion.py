@@ -19,7 +19,7 @@ from transformers import (
 )
 
 import xllm  # noqa: F401  (registers the Auto classes)
-from xllm.conversion_cli import add_convert_command
+from xllm.commands import convert
 from xllm.modeling_xllm.convert_lavis import convert_lavis_checkpoint, load_lavis_interface
 from xllm.modeling_xllm.modeling_qformer import QFormerInterface
 from xllm.testing import tiny_model_and_processor, tiny_qformer_tokenizer, tiny_tokenizer
@@ -58,7 +58,7 @@ def randomize_(model: torch.nn.Module) -> None:
 
 def run_cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="xllm")
-    add_convert_command(parser.add_subparsers(dest="command"))
+    convert.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.run(args)
 
@@ -142,7 +142,7 @@ def test_interface_layer_norm_reproduces_the_vision_post_layernorm(converted):
     pixel_values = original_inputs(original_processor)["pixel_values"]
     with torch.no_grad():
         expected = original.vision_model(pixel_values).last_hidden_state
-        features = model.model._encode("image", pixel_values=pixel_values)
+        features = model.model.encode_media("image", pixel_values).features
         actual = model.model.interfaces["image"].encoder_layer_norm(features)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
 

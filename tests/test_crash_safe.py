@@ -15,13 +15,13 @@ import yaml
 from safetensors.torch import load_file
 from test_trainers import write_image_manifest
 
-from xllm.trainers.cli import run_training
-from xllm.trainers.stages import (
+from xllm.trainers.checkpointing import (
     STAGING_FOLDER,
     TRAINABLE_WEIGHTS_NAME,
     is_complete_checkpoint,
     last_complete_checkpoint,
 )
+from xllm.trainers.training_run import run_training
 
 # The killing is test-only: this script wraps library functions so that their Nth call writes half of
 # its file (for `torch.save`) and then SIGKILLs the process, and runs `xllm train`.
@@ -29,7 +29,7 @@ KILLING_SCRIPT = """
 import io, os, signal, sys
 import torch
 import transformers
-from xllm.trainers.cli import main
+from xllm.cli import main
 
 name, when = os.environ["KILL_AT"].split(":")
 calls = 0
@@ -56,7 +56,7 @@ if name == "torch.save":
     torch.save = killing(torch.save, half_written_save)
 else:
     transformers.Trainer.training_step = killing(transformers.Trainer.training_step)
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(["train", *sys.argv[1:]]))
 """
 
 # (function, call): each checkpoint makes three `torch.save` calls (optimizer, scheduler, RNG state),

@@ -1,30 +1,36 @@
 """Tests of the DisCRn evaluator (published protocol and caption baseline) and of `xllm discrn build`."""
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import random_image
+from conftest import random_image, random_video
 from datasets import Dataset
 from test_augmentation import save_tiny_text_model
 from transformers import BertConfig, BertModel
 
-from xllm.evaluation.cli import add_evaluation_commands
+from xllm.cli import build_parser
 from xllm.evaluation.discrn import DiscrnProtocol, discrn_task, media_prompt
-from xllm.evaluation.discrn_builder import balance_labels, build_discrn, most_similar, parse_triple
-from xllm.evaluation.runner import Prompt, evaluate_rows
+from xllm.evaluation.discrn_builder import balance_labels, build_discrn_examples, most_similar, parse_triple
+from xllm.evaluation.prompts import TextPrompt
+from xllm.evaluation.runner import evaluate_examples
 from xllm.testing import tiny_qformer_tokenizer
+from xllm.world.videos import encode_video
 
-ROW = {
-    "image": Path("a.png"),
-    "video": Path("clip"),
-    "first_modality": "video",
-    "question": "which moves ?",
-    "label": "first",
-}
+def discrn_example(first: str, label: str = "first", question: str = " which moves ?", **media) -> dict:
+    """A DisCRn example of the training format: the `first` modality's medium first, then the other."""
+    order = [first, *(m for m in ("image", "video") if m != first)]
+    content = [{"type": modality} for modality in order] + [{"type": "text", "text": question}]
+    return {
+        "images": media.get("images", "a.png"),
+        "videos": media.get("videos", "clip"),
+        "messages": [{"role": "user", "content": content}],
+        "label": label,
+    }
+
+
+ROW = discrn_example("video")
 
 
 @pytest.fixture(autouse=True)
@@ -40,9 +46,6 @@ class ScriptedGenerator:
         self.batches = list(batches)
         self.calls = []
 
-    def chat_prompt(self, media, instruction):
-        return Prompt(f"Question: {instruction}\n Answer: ", media, instruction)
-
     def __call__(self, prompts, generation):
         self.calls.append((prompts, generation))
         return self.batches.pop(0)
@@ -53,14 +56,14 @@ def test_prompt_cues_each_input_in_question_order_after_the_position_instruction
     assert (
         prompt.text == "Answer first or second. video: <video> image: <image> question: which moves ? answer:"
     )
-    assert prompt.media == (("video", Path("clip")), ("image", Path("a.png")))
+    assert prompt.media == {"videos": ["clip"], "images": ["a.png"]}
     assert prompt.instruction == "a short description"
 
 
 def test_discrn_scores_answers_by_position_or_modality_with_published_decoding():
     rows = [ROW, dict(ROW, label="second")]
     generator = ScriptedGenerator(["the video", "first"])
-    result = evaluate_rows(discrn_task(), rows, generator)
+    result = evaluate_examples(discrn_task(), rows, generator)
     assert generator.calls[0][1] == {"num_beams": 5, "max_new_tokens": 10}
     assert result.metrics == {"accuracy": 0.5, "invalid_rate": 0.0}
 
@@ -68,17 +71,17 @@ def test_discrn_scores_answers_by_position_or_modality_with_published_decoding()
 def test_caption_baseline_answers_from_the_models_own_captions_without_media():
     generator = ScriptedGenerator(["a red ball rolls", "a red square"], ["first"])
     protocol = DiscrnProtocol(prefix="P.", caption_generation={"max_new_tokens": 4})
-    result = evaluate_rows(discrn_task(caption_baseline=True, protocol=protocol), [ROW], generator)
+    result = evaluate_examples(discrn_task(caption_baseline=True, protocol=protocol), [ROW], generator)
     (caption_prompts, caption_settings), (answer_prompts, answer_settings) = generator.calls
-    assert [prompt.media for prompt in caption_prompts] == [
-        (("video", Path("clip")),),
-        (("image", Path("a.png")),),
+    assert [prompt.conversation[0]["content"][0] for prompt in caption_prompts] == [
+        {"type": "video", "video": "clip"},
+        {"type": "image", "image": "a.png"},
     ]
     assert caption_settings == {"max_new_tokens": 4}
     assert answer_prompts == [
-        Prompt(
+        TextPrompt(
             "P. video: a red ball rolls image: a red square question: which moves ? answer:",
-            (),
+            {},
             "a short description",
         )
     ]
@@ -86,23 +89,20 @@ def test_caption_baseline_answers_from_the_models_own_captions_without_media():
     assert result.metrics["accuracy"] == 1.0
 
 
-def test_row_whose_first_modality_is_not_a_media_column_is_rejected():
-    with pytest.raises(ValueError, match="first_modality"):
-        media_prompt(dict(ROW, first_modality="audio"), DiscrnProtocol())
+def test_example_without_two_media_of_different_modalities_is_rejected():
+    with pytest.raises(ValueError, match="two media"):
+        media_prompt({**ROW, "videos": None, "messages": [{"role": "user", "content": [{"type": "image"}]}]},
+                     DiscrnProtocol())  # fmt: skip
 
 
 @pytest.mark.parametrize("baseline", [[], ["--caption-baseline"]])
 def test_evaluate_discrn_runs_on_a_tiny_model(saved_tiny_dir, tmp_path, baseline, monkeypatch):
     monkeypatch.setattr("xllm.evaluation.discrn.CAPTIONING_GENERATION", {"max_new_tokens": 2})
-    (tmp_path / "clip").mkdir()
-    for index in range(4):
-        random_image(index, size=16).save(tmp_path / "clip" / f"{index}.png")
+    encode_video(random_video(4, size=16).transpose(0, 3, 1, 2).copy(), tmp_path / "clip.mp4")
     random_image(9, size=16).save(tmp_path / "a.png")
-    rows = [dict(ROW, image="a.png", video="clip", first_modality=first) for first in ("image", "video")]
+    rows = [discrn_example(first, videos="clip.mp4") for first in ("image", "video")]
     (tmp_path / "discrn.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    parser = argparse.ArgumentParser(prog="xllm")
-    add_evaluation_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
+    args = build_parser().parse_args(
         ["evaluate", "--task", "discrn", "--model", str(saved_tiny_dir), "--data", str(tmp_path / "discrn.jsonl"),
          "--output", str(tmp_path / "out"), "--num-beams", "1", "--max-new-tokens", "2", *baseline]
     )  # fmt: skip
@@ -156,7 +156,7 @@ def test_builder_keeps_round_trip_consistent_examples_with_balanced_labels():
     )
     generate = builder_generator(["first"] * 4)
     generate.round_trip.append(["First.", "second", "first", "first"])  # the second example disagrees
-    examples = build_discrn(images, sounds, ("image", "audio"), generate, bag_of_words)
+    examples = build_discrn_examples(images, sounds, ("image", "audio"), generate, bag_of_words)
     assert examples["label"] == ["first", "second", "first"]
     assert examples.column_names == [
         "first_id", "first_modality", "first_caption", "first_properties", "first_media",
@@ -188,7 +188,7 @@ def test_balancing_makes_half_the_labels_first():
 def test_same_modality_twice_is_rejected():
     data = captioned(["a"], ["a red ball"])
     with pytest.raises(ValueError, match="modalities"):
-        build_discrn(data, data, ("image", "image"), builder_generator([]), bag_of_words)
+        build_discrn_examples(data, data, ("image", "image"), builder_generator([]), bag_of_words)
 
 
 def test_discrn_build_command_runs_offline_with_tiny_local_models(tmp_path):
@@ -201,11 +201,9 @@ def test_discrn_build_command_runs_offline_with_tiny_local_models(tmp_path):
     tokenizer.save_pretrained(tmp_path / "embedder")
     for name, modality, captions in (("images", "image", ["a red circle", "a blue square"]),
                                      ("videos", "video", ["a red circle moving up", "a star moving down"])):  # fmt: skip
-        rows = [{"id": f"{name}{i}", modality: f"{name}{i}", "caption": c} for i, c in enumerate(captions)]
+        rows = [{"id": f"{name}{i}", name: f"{name}{i}.x", "response": c} for i, c in enumerate(captions)]
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    parser = argparse.ArgumentParser(prog="xllm")
-    add_evaluation_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
+    args = build_parser().parse_args(
         ["discrn", "build", "--first", str(tmp_path / "images.jsonl"), "--second", str(tmp_path / "videos.jsonl"),
          "--model", str(text_model), "--embedding-model", str(tmp_path / "embedder"),
          "--output", str(tmp_path / "discrn"), "--max-new-tokens", "4"]

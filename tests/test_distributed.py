@@ -15,8 +15,10 @@ from test_trainers import training_args, write_image_manifest, write_video_manif
 
 from xllm import XLLMForConditionalGeneration
 from xllm.testing import tiny_model_and_processor
-from xllm.trainers.data import XLLMDataCollator, load_manifest
-from xllm.trainers.stages import AlignmentTrainer, last_complete_checkpoint, load_trainable_weights
+from xllm.manifests import load_manifest
+from xllm.trainers.checkpointing import last_complete_checkpoint, load_trainable_weights
+from xllm.trainers.data import XLLMDataCollator
+from xllm.trainers.stage2_alignment import AlignmentTrainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TONES = {"red": 300, "green": 600, "blue": 900, "yellow": 1200}
@@ -77,7 +79,7 @@ def test_speech_gradient_accumulation_one_by_four_equals_four_by_one_with_the_qu
 TWO_PROCESS_SCRIPT = """
 import json, os, sys
 from xllm.trainers import data
-from xllm.trainers.cli import run_training
+from xllm.trainers.training_run import run_training
 
 seen = set()
 collate = data.XLLMDataCollator.__call__

@@ -1,36 +1,19 @@
-"""Tests of `xllm evaluate`: manifests, published decoding settings, metrics and reports."""
+"""Tests of `xllm evaluate`: manifests of the training format, published decoding settings, metrics, reports."""
 
-import argparse
 import json
 
 import pytest
 from conftest import random_image
 
-from xllm.evaluation.cli import add_evaluation_commands
-from xllm.evaluation.runner import TASKS, Prompt, evaluate_rows, load_video, read_manifest, single_medium
+from xllm.cli import build_parser
+from xllm.evaluation.runner import evaluate_examples
+from xllm.evaluation.tasks import TASKS
+from xllm.manifests import load_manifest
 
 ROWS = [
-    {
-        "id": "a",
-        "caption": "a red circle",
-        "question": "what colour is it ?",
-        "answer": "red",
-        "label": "red",
-    },
-    {
-        "id": "b",
-        "caption": "a blue square",
-        "question": "what shape is it ?",
-        "answer": "square",
-        "label": "blue",
-    },
-    {
-        "id": "c",
-        "caption": "a green star",
-        "question": "what colour is it ?",
-        "answer": "green",
-        "label": "green",
-    },
+    {"id": "a", "caption": "a red circle", "question": "what colour is it ?", "answer": "red", "label": "red"},
+    {"id": "b", "caption": "a blue square", "question": "what shape is it ?", "answer": "square", "label": "blue"},
+    {"id": "c", "caption": "a green star", "question": "what colour is it ?", "answer": "green", "label": "green"},
 ]
 
 
@@ -48,18 +31,17 @@ def image_manifest(tmp_path_factory):
     with (folder / "items.jsonl").open("w") as lines:
         for seed, row in enumerate(ROWS):
             random_image(seed, size=20).save(folder / "media" / f"{row['id']}.png")
-            item = dict(
-                row, image=f"media/{row['id']}.png", references=[row["caption"]], transcript=row["caption"]
-            )
+            item = {
+                "id": row["id"],
+                "images": f"media/{row['id']}.png",
+                "prompt": row["question"],
+                "references": [row["caption"]],
+                "answers": [row["answer"]],
+                "transcript": row["caption"],
+                "label": row["label"],
+            }
             lines.write(json.dumps(item) + "\n")
     return folder / "items.jsonl"
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="xllm")
-    add_evaluation_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.run(args)
 
 
 class ScriptedGenerator:
@@ -68,9 +50,6 @@ class ScriptedGenerator:
     def __init__(self, answers: list[str]):
         self.answers = answers
         self.calls = []
-
-    def chat_prompt(self, media, instruction):
-        return Prompt(f"Question: {instruction}\n Answer: ", media, instruction)
 
     def __call__(self, prompts, generation):
         self.calls.append((prompts, generation))
@@ -83,9 +62,9 @@ def test_captioning_and_short_answer_tasks_use_published_decoding_settings():
 
 
 def test_overrides_replace_only_the_named_settings(image_manifest):
-    rows = read_manifest(image_manifest)
+    examples = list(load_manifest(image_manifest))
     generator = ScriptedGenerator([row["caption"] for row in ROWS])
-    result = evaluate_rows(TASKS["captioning"], rows, generator, {"max_new_tokens": 3})
+    result = evaluate_examples(TASKS["captioning"], examples, generator, {"max_new_tokens": 3})
     assert generator.calls[0][1] == {"num_beams": 5, "max_new_tokens": 3, "min_new_tokens": 10}
     assert result.generation == generator.calls[0][1]
 
@@ -100,57 +79,66 @@ def test_overrides_replace_only_the_named_settings(image_manifest):
     ],
 )
 def test_reference_answers_score_perfectly(image_manifest, task, answer_column, expected):
-    rows = read_manifest(image_manifest)
-    result = evaluate_rows(TASKS[task], rows, ScriptedGenerator([row[answer_column] for row in ROWS]))
+    examples = list(load_manifest(image_manifest))
+    result = evaluate_examples(TASKS[task], examples, ScriptedGenerator([row[answer_column] for row in ROWS]))
     for name, value in expected.items():
         assert result.metrics[name] == pytest.approx(value, abs=1e-9)
 
 
 def test_wrong_vqa_answers_score_zero(image_manifest):
-    result = evaluate_rows(TASKS["vqa"], read_manifest(image_manifest), ScriptedGenerator(["seven"] * 3))
+    result = evaluate_examples(TASKS["vqa"], list(load_manifest(image_manifest)), ScriptedGenerator(["seven"] * 3))
     assert result.metrics["vqa_accuracy"] == 0.0
 
 
-def test_classification_question_lists_every_class(image_manifest):
+def test_classification_question_lists_every_class_when_an_example_has_no_prompt(image_manifest):
+    examples = [{k: v for k, v in example.items() if k != "prompt"} for example in load_manifest(image_manifest)]
     generator = ScriptedGenerator(["red"] * 3)
-    evaluate_rows(TASKS["classification"], read_manifest(image_manifest), generator)
-    assert generator.calls[0][0][0].instruction == "Which of these is it: blue, green, red?"
+    evaluate_examples(TASKS["classification"], examples, generator)
+    user_turn = generator.calls[0][0][0].conversation[0]
+    assert user_turn["content"][-1]["text"] == "Which of these is it: blue, green, red?"
+
+
+def test_the_prompt_follows_the_media_in_the_user_turn(image_manifest):
+    generator = ScriptedGenerator(["red"] * 3)
+    evaluate_examples(TASKS["vqa"], list(load_manifest(image_manifest)), generator)
+    content = generator.calls[0][0][0].conversation[0]["content"]
+    assert [part["type"] for part in content] == ["image", "text"]
+    assert content[1]["text"] == "what colour is it ?" and content[0]["image"].size == (20, 20)
 
 
 def test_manifest_media_paths_resolve_against_the_manifest_folder(image_manifest):
-    rows = read_manifest(image_manifest, limit=2)
-    assert len(rows) == 2
-    modality, path = single_medium(rows[0])
-    assert modality == "image" and path == image_manifest.parent / "media" / "a.png" and path.is_file()
+    examples = load_manifest(image_manifest, limit=2, decode=False)
+    assert len(examples) == 2
+    path = examples[0]["images"]["path"]
+    assert path == str(image_manifest.parent / "media" / "a.png")
+    assert (image_manifest.parent / "media" / "a.png").is_file()
 
 
 def test_non_positive_limit_is_rejected(image_manifest):
     with pytest.raises(ValueError, match="limit"):
-        read_manifest(image_manifest, limit=0)
+        load_manifest(image_manifest, limit=0)
 
 
-def test_row_without_media_is_rejected():
-    with pytest.raises(ValueError, match="exactly one media column"):
-        single_medium({"caption": "a red circle"})
+def test_example_without_media_is_rejected():
+    with pytest.raises(ValueError, match="media column"):
+        evaluate_examples(TASKS["captioning"], [{"id": "x", "response": "a red circle"}], ScriptedGenerator(["a"]))
 
 
-def test_video_folder_loads_its_frames_in_name_order(tmp_path):
-    for index in (2, 0, 1):
-        random_image(index, size=8).save(tmp_path / f"frame_{index}.png")
-    frames = load_video(tmp_path)
-    assert [frame.tobytes() for frame in frames] == [random_image(i, size=8).tobytes() for i in range(3)]
+def test_missing_manifest_is_a_value_error_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="missing.jsonl.*does not exist"):
+        load_manifest(tmp_path / "missing.jsonl", name="data")
 
 
 @pytest.mark.parametrize("task", ["captioning", "vqa", "asr", "classification"])
 def test_evaluate_command_writes_json_markdown_and_predictions(
     saved_tiny_dir, image_manifest, tmp_path, task
 ):
-    status = run_cli(
+    args = build_parser().parse_args(
         ["evaluate", "--task", task, "--model", str(saved_tiny_dir), "--data", str(image_manifest),
          "--output", str(tmp_path), "--limit", "2", "--batch-size", "2", "--num-beams", "2",
          "--max-new-tokens", "2", "--min-new-tokens", "1"]
     )  # fmt: skip
-    assert status == 0
+    assert args.run(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["task"] == task and report["items"] == 2
     assert report["generation"] == {"num_beams": 2, "max_new_tokens": 2, "min_new_tokens": 1}

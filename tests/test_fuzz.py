@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from xllm.processing.processing_xllm import MEDIA_KEYWORDS, PLACEHOLDERS
+from xllm.processing.processor_modalities import MODALITIES as PROCESSOR_MODALITIES
+from xllm.processing.processor_modalities import placeholder
 from xllm.testing import TINY_POINTS, TINY_WORDS
 
 FUZZ_EXAMPLES = int(os.environ.get("XLLM_FUZZ_EXAMPLES", "15"))
@@ -25,7 +26,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 SAMPLING_RATE = 16000
-MODALITIES = tuple(PLACEHOLDERS)
+MODALITIES = tuple(PROCESSOR_MODALITIES)
 
 
 def random_medium(modality: str, seed: int):
@@ -51,7 +52,7 @@ def batches(draw):
     for _ in range(draw(st.integers(1, 3))):
         words = draw(st.lists(st.sampled_from(TINY_WORDS), max_size=20))
         for modality in draw(st.lists(st.sampled_from(MODALITIES), max_size=3)):
-            words.insert(draw(st.integers(0, len(words))), PLACEHOLDERS[modality])
+            words.insert(draw(st.integers(0, len(words))), placeholder(modality))
             media[modality].append(random_medium(modality, draw(st.integers(0, 2**16))))
         texts.append(" ".join(words))
     return texts, media
@@ -72,7 +73,7 @@ def process(processor, texts, media):
     """The processor's outputs; None after checking the documented error when a sample is empty."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the documented repairs (repeated frames, points)
-        media_kwargs = {MEDIA_KEYWORDS[m]: items for m, items in media.items() if items}
+        media_kwargs = {PROCESSOR_MODALITIES[m].keyword: items for m, items in media.items() if items}
         if all(text.strip() for text in texts):
             return processor(text=texts, **media_kwargs)
         with pytest.raises(ValueError, match="`text` must give at least one token per sample"):
@@ -128,6 +129,6 @@ def test_a_missing_placeholder_is_the_documented_value_error(tiny, batch, data):
     texts, media = batch
     extra = data.draw(st.sampled_from(MODALITIES))
     media[extra].append(random_medium(extra, seed=0))  # one medium more than the text has placeholders
-    media_kwargs = {MEDIA_KEYWORDS[m]: items for m, items in media.items() if items}
+    media_kwargs = {PROCESSOR_MODALITIES[m].keyword: items for m, items in media.items() if items}
     with pytest.raises(ValueError, match=rf"<{extra}> placeholder\(s\) but \d+ {extra} input"):
         processor(text=texts, **media_kwargs)  # counts are checked before anything is decoded

@@ -8,7 +8,8 @@ from huggingface_hub import ModelCard
 
 import xllm
 from xllm import XLLMPreTrainedModel
-from xllm.hub import MODEL_CARD_TEMPLATE, register_model_card_writer, write_model_card
+from xllm.auto_registration import register_auto_classes
+from xllm.model_card import MODEL_CARD_TEMPLATE, write_model_card
 from xllm.testing import tiny_config, tiny_model_and_processor
 
 REPORT = {
@@ -64,7 +65,7 @@ def test_template_ships_inside_the_package_and_the_repository_card_links_to_it()
 
 def test_plain_save_pretrained_writes_the_card_and_keeps_a_richer_one(tmp_path, monkeypatch):
     monkeypatch.setattr(XLLMPreTrainedModel, "model_card_writer", None)  # restored after the test
-    register_model_card_writer()
+    register_auto_classes()  # sets the card writer again
     model, _ = tiny_model_and_processor(speech_model_type=None, audio_model_type=None, point_clouds=False)
     model.save_pretrained(tmp_path)
     card = ModelCard.load(tmp_path / "README.md")

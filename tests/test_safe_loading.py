@@ -12,7 +12,7 @@ import torch
 from transformers import AutoConfig, AutoModelForImageTextToText
 
 import xllm
-from xllm.evaluation.runner import read_manifest
+from xllm.manifests import load_manifest
 from xllm.modeling_xllm import XLLMConfig
 from xllm.modeling_xllm.convert_beats import convert_beats_checkpoint
 from xllm.modeling_xllm.convert_lavis import convert_lavis_checkpoint
@@ -169,7 +169,7 @@ def test_the_package_never_enables_trust_remote_code_itself():
 
 def write_manifest(folder: Path, image_path: str) -> Path:
     manifest = folder / "data.jsonl"
-    manifest.write_text(json.dumps({"image": image_path, "caption": "a red circle"}) + "\n")
+    manifest.write_text(json.dumps({"images": image_path, "prompt": "describe it", "response": "a red circle"}) + "\n")
     return manifest
 
 
@@ -178,7 +178,7 @@ def test_evaluation_manifest_cannot_name_files_outside_its_folder(tmp_path, esca
     folder = tmp_path / "data"
     folder.mkdir()
     with pytest.raises(ValueError, match=r"outside the manifest folder .*allow_outside_root=True"):
-        read_manifest(write_manifest(folder, escape))
+        load_manifest(write_manifest(folder, escape))
 
 
 def test_evaluation_manifest_cannot_escape_through_a_symlink(tmp_path):
@@ -187,11 +187,11 @@ def test_evaluation_manifest_cannot_escape_through_a_symlink(tmp_path):
     (tmp_path / "secret.png").write_bytes(b"secret")
     (folder / "link.png").symlink_to(tmp_path / "secret.png")
     with pytest.raises(ValueError, match="outside the manifest folder"):
-        read_manifest(write_manifest(folder, "link.png"))
+        load_manifest(write_manifest(folder, "link.png"))
 
 
 def test_evaluation_manifest_may_name_outside_files_when_allowed(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    [row] = read_manifest(write_manifest(folder, "../shared/a.png"), allow_outside_root=True)
-    assert row["image"] == (tmp_path / "shared" / "a.png").resolve()
+    [row] = load_manifest(write_manifest(folder, "../shared/a.png"), allow_outside_root=True, decode=False)
+    assert row["images"]["path"] == str((tmp_path / "shared" / "a.png").resolve())

@@ -7,7 +7,6 @@ from PIL import Image
 from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
 from xllm import XLLMForConditionalGeneration
-from xllm.modeling_xllm.modeling_speech_encoder import speech_frame_mask
 from xllm.testing import tiny_config, tiny_model_and_processor, tiny_processor
 
 
@@ -105,15 +104,8 @@ def test_cif_sees_only_the_frames_of_the_real_input_for_each_encoder(speech_mode
     model, processor = speech_model(speech_model_type, feature_extractor)
     short, long = waveform(0.5, 9), waveform(1.5, 10)
     batch = processor(text=["<speech>", "<speech>"], speech=[short, long])
-    encoder = model.model.encoder_for("speech")
-    features = model.model._encode(
-        "speech",
-        **{
-            encoder.main_input_name: batch["speech_features"],
-            "attention_mask": batch["speech_attention_mask"],
-        },
-    )
-    frame_mask = speech_frame_mask(encoder, batch["speech_attention_mask"], features.shape[1], 2)
+    encoded = model.model.encode_media("speech", batch["speech_features"], batch["speech_attention_mask"])
+    features, frame_mask = encoded.features, encoded.frame_mask
     short_frames, long_frames = frame_mask.sum(1).tolist()
     assert 0 < short_frames < long_frames <= features.shape[1]
     assert long_frames / short_frames == pytest.approx(3, rel=0.15)  # frames follow the true durations

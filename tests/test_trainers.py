@@ -10,8 +10,10 @@ from transformers import TrainingArguments
 
 from xllm import XLLMForConditionalGeneration
 from xllm.testing import tiny_config, tiny_model_and_processor
-from xllm.trainers.data import XLLMDataCollator, example_conversation, load_manifest, mix_datasets
-from xllm.trainers.stages import AlignmentTrainer, InstructionTuningTrainer, init_video_from_image
+from xllm.manifests import example_conversation, load_manifest, mix_datasets
+from xllm.trainers.data import XLLMDataCollator
+from xllm.trainers.stage2_alignment import AlignmentTrainer, init_video_from_image
+from xllm.trainers.stage3_instruction_tuning import InstructionTuningTrainer
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 
@@ -249,7 +251,7 @@ def test_video_interface_starts_as_a_copy_of_the_image_interface():
 
 
 def test_lora_instruction_tuning_saves_adapters_and_merges_to_the_same_logits(image_manifest, tmp_path):
-    from xllm.trainers.stages import default_lora_config
+    from xllm.trainers.stage3_instruction_tuning import default_lora_config
 
     trainer = alignment_trainer(
         image_manifest,
@@ -287,7 +289,7 @@ def test_lora_instruction_tuning_saves_adapters_and_merges_to_the_same_logits(im
 
 
 def test_causal_text_mask_lets_text_see_queries_and_only_earlier_text():
-    from xllm.trainers.pretraining import causal_text_mask
+    from xllm.trainers.stage1_interface_pretraining import causal_text_mask
 
     allowed = causal_text_mask(torch.tensor([[1, 1, 0]]), num_queries=2, dtype=torch.float32)[0, 0] == 0
     expected = torch.tensor(
@@ -314,7 +316,7 @@ def stage_one_model():
 
 
 def test_contrastive_gradient_reaches_the_query_tokens_and_the_text_path():
-    from xllm.trainers.pretraining import PretrainingCollator, build_pretraining_model
+    from xllm.trainers.stage1_interface_pretraining import QFormerPretrainingCollator, build_pretraining_model
 
     heads = build_pretraining_model(stage_one_model(), "image")
     heads.requires_grad_(True)
@@ -322,7 +324,7 @@ def test_contrastive_gradient_reaches_the_query_tokens_and_the_text_path():
         {"images": Image.new("RGB", (32, 32), rgb), "response": f"it is {n}"} for n, rgb in COLOURS.items()
     ]
     _, processor = tiny_model_and_processor()
-    heads(**PretrainingCollator(processor)(examples)).loss_terms["itc"].backward()
+    heads(**QFormerPretrainingCollator(processor)(examples)).loss_terms["itc"].backward()
     qformer = heads.interface.qformer
     for parameter in (heads.interface.query_tokens, qformer.word_embeddings.weight, heads.text_proj.weight):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0
@@ -330,7 +332,7 @@ def test_contrastive_gradient_reaches_the_query_tokens_and_the_text_path():
 
 
 def test_repeated_captions_are_positives_and_never_hard_negatives():
-    from xllm.trainers.pretraining import same_text_pairs, sample_hard_negatives
+    from xllm.trainers.stage1_interface_pretraining import same_text_pairs, sample_hard_negatives
 
     input_ids = torch.tensor([[2, 5, 3], [2, 6, 3], [2, 5, 3]])
     positives = same_text_pairs(input_ids)
@@ -345,10 +347,10 @@ def test_repeated_captions_are_positives_and_never_hard_negatives():
 def test_interface_pretraining_lowers_every_term_it_can_and_its_checkpoint_loads_into_stage_two(
     image_manifest, tmp_path
 ):
-    from xllm.trainers.pretraining import (
+    from xllm.trainers.stage1_interface_pretraining import (
         TEMPERATURE_RANGE,
         InterfacePretrainingTrainer,
-        PretrainingCollator,
+        QFormerPretrainingCollator,
         load_interface_checkpoint,
     )
 
@@ -361,7 +363,7 @@ def test_interface_pretraining_lowers_every_term_it_can_and_its_checkpoint_loads
         training_args(tmp_path, max_steps=20, learning_rate=3e-3),
         modality="image",
         train_dataset=dataset,
-        data_collator=PretrainingCollator(processor),
+        data_collator=QFormerPretrainingCollator(processor),
     )
     heads = trainer.model
     assert not any(p.requires_grad for p in heads.encoder.parameters())
@@ -406,7 +408,7 @@ def write_speech_manifest(folder):
 
 
 def test_cformer_pretraining_learns_to_recognise_speech_and_its_checkpoint_loads_into_stage_two(tmp_path):
-    from xllm.trainers.pretraining import (
+    from xllm.trainers.stage1_interface_pretraining import (
         InterfacePretrainingTrainer,
         SpeechRecognitionCollator,
         load_interface_checkpoint,
@@ -444,7 +446,7 @@ def test_cformer_pretraining_learns_to_recognise_speech_and_its_checkpoint_loads
 
 
 def test_transcript_tokens_and_cif_target_lengths_line_up():
-    from xllm.trainers.pretraining import SpeechRecognitionCollator
+    from xllm.trainers.stage1_interface_pretraining import SpeechRecognitionCollator
 
     _, processor = tiny_model_and_processor()
     examples = [{"speech": np.zeros(8000, np.float32), "response": text} for text in ("red green blue", "it")]

@@ -8,7 +8,8 @@ import yaml
 from test_trainers import write_image_manifest, write_video_manifest
 
 from xllm import XLLMForConditionalGeneration
-from xllm.trainers.cli import LOSS_CURVES_NAME, main, parse_config, run_training
+from xllm.cli import main
+from xllm.trainers.training_run import LOSS_CURVES_NAME, parse_config, run_training
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -36,12 +37,12 @@ def test_tiny_stages_one_two_three_chain_through_the_cli(tmp_path):
     write_image_manifest(tmp_path)
     write_video_manifest(tmp_path)
     stage1 = tiny_config_copy("tiny_stage1.yaml", tmp_path)
-    assert main([str(stage1)]) == 0
+    assert main(["train", str(stage1)]) == 0
     interface = tmp_path / "tiny-stage1"
     assert (interface / LOSS_CURVES_NAME).is_file()
 
     stage2 = tiny_config_copy("tiny_stage2.yaml", tmp_path, interface_checkpoints={"image": str(interface)})
-    assert main([str(stage2)]) == 0
+    assert main(["train", str(stage2)]) == 0
     exported = tmp_path / "tiny-stage2"
     checkpoint = exported / "checkpoint-2"
     assert sorted(p.name for p in checkpoint.glob("*.safetensors")) == ["trainable_model.safetensors"]
@@ -59,7 +60,7 @@ def test_tiny_stages_one_two_three_chain_through_the_cli(tmp_path):
     stage3 = tiny_config_copy(
         "tiny_stage3.yaml", tmp_path, tiny_model=False, model_name_or_path=str(exported)
     )
-    assert main([str(stage3)]) == 0
+    assert main(["train", str(stage3)]) == 0
     final = tmp_path / "tiny-stage3"
     assert (final / "lora_adapter" / "adapter_config.json").is_file()
     XLLMForConditionalGeneration.from_pretrained(final)

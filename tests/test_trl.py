@@ -9,9 +9,10 @@ from PIL import Image
 from trl import SFTConfig
 
 from xllm.testing import tiny_model_and_processor
-from xllm.trainers.data import XLLMDataCollator, load_manifest
-from xllm.trainers.sft import XLLMSFTTrainer
-from xllm.trainers.stages import InstructionTuningTrainer
+from xllm.manifests import load_manifest
+from xllm.trainers.data import XLLMDataCollator
+from xllm.trainers.stage3_instruction_tuning import InstructionTuningTrainer
+from xllm.trainers.stage3_trl import XLLMSFTTrainer
 
 
 def write_image_and_speech_manifest(folder):

@@ -6,7 +6,7 @@ import torch
 from conftest import random_image, random_video
 
 from xllm import XLLMProcessor
-from xllm.modeling_xllm.configuration_xllm import DEFAULT_MODALITY_CUES
+from xllm.modeling_xllm.model_modalities import default_modality_cues
 from xllm.testing import tiny_model_and_processor
 from xllm.trainers.data import shuffle_media_parts
 
@@ -24,7 +24,7 @@ def cloud(seed: int = 0, points: int = 100) -> np.ndarray:
 @pytest.fixture(scope="module")
 def cued():
     """Tiny model with every modality and X-InstructBLIP's modality cues."""
-    return tiny_model_and_processor(modality_cues=DEFAULT_MODALITY_CUES)
+    return tiny_model_and_processor(modality_cues=default_modality_cues())
 
 
 def all_media_inputs(processor, **kwargs):
@@ -148,8 +148,9 @@ def test_transformers_audio_encoders_read_windows_cut_by_the_processor(audio_mod
     )
     inputs = processor(audio=[sound(1.5), sound(0.3)], text=["<audio> what ?", "<audio> which ?"])
     assert inputs["audio_window_mask"].tolist() == [[1] * windows, [1] + [0] * (windows - 1)]
-    features = model(**inputs).modality_features["audio"]
-    assert features.shape[0] == windows + 1  # real windows only
+    features = model(**inputs).modality_features["audio"]  # (audios, windows * queries, width)
+    assert features.shape[:2] == (2, windows * 4)
+    assert features[1, 4:].abs().sum() == 0  # the padded windows of the short clip: zeros, not in the text
     generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
     assert generated.shape[1] == inputs["input_ids"].shape[1] + 3
 

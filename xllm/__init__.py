@@ -2,53 +2,36 @@
 
 Importing the package registers its classes with transformers' Auto classes, so
 `AutoModelForMultimodalLM.from_pretrained`, `AutoProcessor.from_pretrained` and
-`pipeline("any-to-any")` work on saved X-LLM folders.
+`pipeline("any-to-any")` work on saved X-LLM folders. Registering needs torch and transformers, which
+take seconds to import, so it happens just before their first use (see `auto_registration.py`), and
+the public names below load on first access: `import xllm` alone, and with it `xllm --help`, stays fast.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForImageTextToText,
-    AutoModelForMultimodalLM,
-    AutoProcessor,
-    AutoVideoProcessor,
-)
-
-from .hub import register_model_card_writer
-from .modeling_xllm import (
-    DEFAULT_MODALITY_CUES,
-    MODALITIES,
-    PRESETS,
-    XLLMConfig,
-    XLLMForConditionalGeneration,
-    XLLMInterfaceConfig,
-    XLLMModel,
-    XLLMPreTrainedModel,
-    preset_config,
-)
-from .processing import XLLMProcessor, XLLMVideoProcessor
-
-AutoConfig.register("xllm", XLLMConfig, exist_ok=True)
-AutoConfig.register("xllm_interface", XLLMInterfaceConfig, exist_ok=True)
-AutoModel.register(XLLMConfig, XLLMModel, exist_ok=True)
-AutoModelForMultimodalLM.register(XLLMConfig, XLLMForConditionalGeneration, exist_ok=True)
-AutoModelForImageTextToText.register(XLLMConfig, XLLMForConditionalGeneration, exist_ok=True)
-AutoProcessor.register(XLLMConfig, XLLMProcessor, exist_ok=True)
-AutoVideoProcessor.register(XLLMConfig, XLLMVideoProcessor, exist_ok=True)
-register_model_card_writer()  # every saved model folder gets its README.md model card
+from .auto_registration import register_before_first_use
+from .lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DEFAULT_MODALITY_CUES",
-    "MODALITIES",
-    "PRESETS",
-    "preset_config",
-    "XLLMConfig",
-    "XLLMForConditionalGeneration",
-    "XLLMInterfaceConfig",
-    "XLLMModel",
-    "XLLMPreTrainedModel",
-    "XLLMProcessor",
-    "XLLMVideoProcessor",
-]
+# Public name -> the module that defines it, imported on first access.
+_EXPORTS = {
+    "MODALITIES": "xllm.modeling_xllm",
+    "PRESETS": "xllm.modeling_xllm",
+    "XLLMConfig": "xllm.modeling_xllm",
+    "XLLMForConditionalGeneration": "xllm.modeling_xllm",
+    "XLLMInterfaceConfig": "xllm.modeling_xllm",
+    "XLLMModalityFeatures": "xllm.modeling_xllm",
+    "XLLMModel": "xllm.modeling_xllm",
+    "XLLMPreTrainedModel": "xllm.modeling_xllm",
+    "default_modality_cues": "xllm.modeling_xllm",
+    "preset_config": "xllm.modeling_xllm",
+    "XLLMProcessor": "xllm.processing",
+    "XLLMVideoProcessor": "xllm.processing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+register_before_first_use()

@@ -1,24 +1,17 @@
-"""The `xllm` command line: one sub-command per user task."""
+"""The `xllm` command line: one subcommand per user task, each a module of `xllm/commands/`."""
 
 import argparse
 
-from .chat import add_chat_command
-from .conversion_cli import add_convert_command
-from .demo import add_demo_command
-from .evaluation.cli import add_evaluation_commands
-from .trainers.cli import add_train_command
+from .commands import augment, chat, convert, demo, discrn, evaluate, train, world
+
+COMMANDS = (demo, train, evaluate, discrn, augment, world, convert, chat)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xllm", description="X-LLM: connect frozen encoders to a frozen LLM."
-    )
+    parser = argparse.ArgumentParser(prog="xllm", description="X-LLM: connect frozen encoders to a frozen LLM.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_demo_command(subparsers)
-    add_train_command(subparsers)
-    add_evaluation_commands(subparsers)
-    add_convert_command(subparsers)
-    add_chat_command(subparsers)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
     return parser
 
 

@@ -23,6 +23,8 @@ from torch.utils.data import DataLoader
 from transformers import AnyToAnyPipeline, ImageTextToTextPipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
+from xllm.processing.processor_modalities import MODALITIES
+
 # Padded on the processor's side (left for generation); every other tensor is padded on the right.
 TEXT_INPUTS = ("input_ids", "attention_mask")
 
@@ -78,15 +80,16 @@ class XLLMBatchCollation:
         return batch
 
     def padding_value(self, key: str) -> float:
-        """What the processor pads `key` with: pad ids for token ids, the speech extractor's value for
-        its features, zero for masks, audio windows and everything else."""
+        """What the processor pads `key` with: pad ids for token ids, the extractor's value for the
+        features of variable-length media (speech), zero for masks, windows and everything else."""
         if key == "input_ids":
             tokenizer = self.processor.tokenizer
             return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if key == "qformer_input_ids":
             return self.processor.qformer_tokenizer.pad_token_id
-        if key == "speech_features":
-            return getattr(self.processor.speech_feature_extractor, "padding_value", 0.0)
+        for row in MODALITIES.values():
+            if row.layout == "sequence" and key == row.outputs[0]:
+                return getattr(getattr(self.processor, row.sub_processor), "padding_value", 0.0)
         return 0
 
 

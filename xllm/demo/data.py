@@ -8,20 +8,12 @@ clouds (points, 6) arrays.
 
 import numpy as np
 
+from ..manifests import media_keywords
 from ..world.discrn import SHARED_ATTRIBUTES, comparison_pairs
 from ..world.vocabulary import CAPTION_INSTRUCTIONS
 
-# Chat content type -> processor keyword (the trainers' media column).
-KEYWORDS = {
-    "image": "images",
-    "video": "videos",
-    "speech": "speech",
-    "audio": "audio",
-    "point_cloud": "point_clouds",
-}
 
-
-def decoded_media(value, modality: str):
+def world_media(value, modality: str):
     """One media value of a world dataset row, in the form the processor takes."""
     if modality == "video":
         frames = value.get_frames_in_range(0, len(value)).data  # (frames, C, H, W) uint8
@@ -40,7 +32,7 @@ def world_items(dataset, modality: str, limit: int | None = None) -> list[dict]:
     items = []
     for row in rows:
         item = {key: row[key] for key in ("id", "caption", "attributes", "qa", "transcript") if key in row}
-        item["media"] = decoded_media(row[modality], modality)
+        item["media"] = world_media(row[modality], modality)
         items.append(item)
     return items
 
@@ -55,7 +47,7 @@ def chat_example(
     ]
     if answer is not None:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    example = {"messages": messages, KEYWORDS[modality]: [media]}
+    example = {"messages": messages, media_keywords()[modality]: [media]}
     if transcript is not None:
         example["transcript"] = transcript
     return example
@@ -102,7 +94,7 @@ def comparison_example(
     if answer is not None:
         example["messages"].append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     for modality, media in ((first_modality, first_media), (second_modality, second_media)):
-        example.setdefault(KEYWORDS[modality], []).append(media)
+        example.setdefault(media_keywords()[modality], []).append(media)
     return example
 
 

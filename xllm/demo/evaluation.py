@@ -8,11 +8,10 @@ because the test sets are small.
 
 import math
 
-import torch
-from tqdm.auto import tqdm
-
 from ..evaluation import load_metric
-from ..trainers.data import example_conversation
+from ..evaluation.generation import generate_answers
+from ..evaluation.prompts import ChatPrompt
+from ..manifests import example_conversation
 from ..world.vocabulary import ATTRIBUTES
 
 
@@ -31,21 +30,11 @@ def proportion(successes: int, total: int) -> dict:
     return {"accuracy": successes / max(1, total), "low": low, "high": high, "n": total}
 
 
-@torch.no_grad()
-def generate_answers(
-    model, processor, examples: list[dict], max_new_tokens: int, batch_size: int = 32, desc: str = "generate"
-) -> list[str]:
-    """Greedy answers to one-turn examples (left padding), decoded without special tokens."""
-    answers = []
-    for start in tqdm(range(0, len(examples), batch_size), desc=desc, leave=False):
-        conversations = [example_conversation(e) for e in examples[start : start + batch_size]]
-        inputs = processor.apply_chat_template(
-            conversations, tokenize=True, return_dict=True, processor_kwargs={"padding_side": "left"}
-        )
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        answers += [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
-    return answers
+def greedy_answers(model, processor, examples: list[dict], max_new_tokens: int, desc: str = "generate") -> list[str]:
+    """Greedy answers to one-turn examples of the training format (left padding, batches of 32)."""
+    prompts = [ChatPrompt(example_conversation(example)) for example in examples]
+    generation = {"max_new_tokens": max_new_tokens, "do_sample": False}
+    return generate_answers(model, processor, prompts, generation, batch_size=32, desc=desc)
 
 
 def parsed_attributes(caption: str, modality: str) -> dict[str, str | None]:

@@ -27,14 +27,15 @@ import numpy as np
 import torch
 from transformers import BertTokenizer, BlipImageProcessor, PreTrainedModel, TrainingArguments
 
-from ..modeling_xllm import XLLMForConditionalGeneration, XLLMInterfaceConfig
-from ..processing import (
-    XLLMAudioFeatureExtractor,
-    XLLMPointCloudFeatureExtractor,
-    XLLMProcessor,
-    XLLMSpeechFeatureExtractor,
-    XLLMVideoProcessor,
-)
+from ..manifests import media_keywords
+from ..modeling_xllm.configuration_xllm import XLLMInterfaceConfig
+from ..modeling_xllm.model_modalities import model_modality
+from ..modeling_xllm.modeling_xllm import XLLMForConditionalGeneration
+from ..processing.feature_extraction_audio_xllm import XLLMAudioFeatureExtractor
+from ..processing.feature_extraction_point_cloud_xllm import XLLMPointCloudFeatureExtractor
+from ..processing.feature_extraction_speech_xllm import XLLMSpeechFeatureExtractor
+from ..processing.processing_xllm import XLLMProcessor
+from ..processing.video_processing_xllm import XLLMVideoProcessor
 from ..trainers import (
     AlignmentTrainer,
     InstructionTuningTrainer,
@@ -42,21 +43,21 @@ from ..trainers import (
     XLLMDataCollator,
     init_video_from_image,
 )
-from ..trainers.pretraining import PretrainingCollator, SpeechRecognitionCollator
+from ..trainers.stage1_interface_pretraining import pretraining_collator
 from ..world import build_world, load_world, text_comparisons
 from ..world.build import WorldSizes
+from ..world.vocabulary import CAPTION_INSTRUCTIONS
 from . import encoders as stage0_encoders
 from .data import (
-    KEYWORDS,
     caption_examples,
     chat_example,
     comparison_example,
-    decoded_media,
     instruction_examples,
     same_modality_comparisons,
     world_items,
+    world_media,
 )
-from .evaluation import captioning_scores, discrn_scores, generate_answers, proportion, speech_scores
+from .evaluation import captioning_scores, discrn_scores, greedy_answers, speech_scores
 from .language_model import language_examples, text_comparison_accuracy, train_language_model, world_tokenizer
 from .settings import DemoSettings, StepBudget
 
@@ -67,13 +68,6 @@ VIDEO_FRAMES = 2
 IMAGE_SIDE = 64
 AUDIO_WINDOW_SECONDS = 1.6  # one window covers a 1.5 s sound
 POINTS = 512
-ENCODER_OF = {
-    "image": "vision",
-    "video": "vision",
-    "speech": "speech",
-    "audio": "audio",
-    "point_cloud": "point_cloud",
-}
 # X-LLM pre-trains its image Q-Former (BLIP-2 stage 1) and its C-Former (speech recognition); video
 # starts from the trained image interface; audio and 3D interfaces start at stage 2 here.
 STAGE1_MODALITIES = ("image", "speech")
@@ -174,7 +168,7 @@ class Demo:
 
     def encoders(self, world: dict, processor: XLLMProcessor, tokenizer) -> dict[str, Path]:
         folders = {}
-        for name in sorted({ENCODER_OF[m] for m in self.settings.modalities}):
+        for name in sorted({model_modality(m).encoder for m in self.settings.modalities}):
             folder = self.stage0_folder() / f"encoder-{name}"
             if not (folder / "config.json").exists():
                 encoder, diagnostics = self.pretrain_encoder(name, world, processor, tokenizer)
@@ -239,13 +233,10 @@ class Demo:
         return {"augmentation": augmentation, "invariant_attributes": kept}
 
     def encoder_inputs(self, modality: str, items: list[dict], processor: XLLMProcessor) -> torch.Tensor:
-        media = [item["media"] for item in items]
-        if modality == "image":
-            return processor.image_processor(media, return_tensors="pt")["pixel_values"]
-        if modality == "point_cloud":
-            return processor.point_cloud_feature_extractor(media, return_tensors="pt")["point_clouds"]
-        features = processor.audio_feature_extractor(media, return_tensors="pt", max_windows=1)
-        return features["input_features"][:, 0]  # (items, frames, bins): one window per sound
+        """What the encoder reads of each item: one input per item (a sound: its first window)."""
+        inputs = processor.prepare_media(modality, [item["media"] for item in items], max_windows=1)
+        media = inputs[model_modality(modality).input_name]
+        return media[:, 0] if model_modality(modality).layout == "windows" else media
 
     def pretrain_speech_encoder(self, train, test, processor, tokenizer) -> tuple[PreTrainedModel, dict]:
         encoder = stage0_encoders.speech_encoder()
@@ -368,14 +359,9 @@ class Demo:
             if modality not in train:
                 continue
             items = train[modality]
-            if modality == "speech":
-                examples = [{"speech": item["media"], "response": item["transcript"]} for item in items]
-                collator = SpeechRecognitionCollator(processor)
-            else:
-                examples = [
-                    {KEYWORDS[modality]: item["media"], "response": item["caption"]} for item in items
-                ]
-                collator = PretrainingCollator(processor, media_column=KEYWORDS[modality])
+            text = "transcript" if modality == "speech" else "caption"
+            examples = [{media_keywords()[modality]: item["media"], "response": item[text]} for item in items]
+            collator = pretraining_collator(model, processor, modality)
             trainer = InterfacePretrainingTrainer(
                 model,
                 self.training_arguments(f"stage1-{modality}", budget),
@@ -416,17 +402,11 @@ class Demo:
         for modality, items in test.items():
             if modality == "speech":
                 examples = [chat_example("speech", item["media"], "transcribe the speech") for item in items]
-                predictions = generate_answers(model, processor, examples, max_new_tokens=16, desc="speech")
+                predictions = greedy_answers(model, processor, examples, max_new_tokens=16, desc="speech")
                 results["speech"] = speech_scores(predictions, items)
                 continue
-            instruction = {
-                "image": "describe the image",
-                "video": "describe the video",
-                "audio": "describe the sound",
-                "point_cloud": "describe the 3d object",
-            }[modality]
-            examples = [chat_example(modality, item["media"], instruction) for item in items]
-            predictions = generate_answers(
+            examples = [chat_example(modality, item["media"], CAPTION_INSTRUCTIONS[modality][0]) for item in items]
+            predictions = greedy_answers(
                 model, processor, examples, max_new_tokens=12, desc=f"caption {modality}"
             )
             captions.update({item["id"]: p for item, p in zip(items, predictions, strict=True)})
@@ -441,7 +421,7 @@ class Demo:
                 continue
             pairs = self.discrn_pairs(world, pair_name, modalities)
             examples = [comparison_example(p["question"], *p["media"]) for p in pairs]
-            predictions = generate_answers(
+            predictions = greedy_answers(
                 model, processor, examples, max_new_tokens=2, desc=f"DisCRn {pair_name}"
             )
             entry = {"x-llm": discrn_scores(predictions, pairs), "chance": 0.5}
@@ -464,8 +444,8 @@ class Demo:
                     "answer": row["answer"],
                     "modalities": (first, second),
                     "media": (
-                        (first, decoded_media(row[first], first)),
-                        (second, decoded_media(row[second], second)),
+                        (first, world_media(row[first], first)),
+                        (second, world_media(row[second], second)),
                     ),
                     "ids": (row[f"{first}_id"], row[f"{second}_id"]),
                 }
@@ -474,15 +454,9 @@ class Demo:
 
     def caption_baseline(self, model, processor, pairs: list[dict], modalities) -> dict:
         """Each input replaced by the model's own caption of it; then the LLM compares the texts."""
-        instruction = {
-            "image": "describe the image",
-            "video": "describe the video",
-            "audio": "describe the sound",
-            "point_cloud": "describe the 3d object",
-        }
         media = [m for pair in pairs for m in pair["media"]]
-        examples = [chat_example(modality, value, instruction[modality]) for modality, value in media]
-        captions = generate_answers(model, processor, examples, max_new_tokens=12, desc="baseline captions")
+        examples = [chat_example(modality, value, CAPTION_INSTRUCTIONS[modality][0]) for modality, value in media]
+        captions = greedy_answers(model, processor, examples, max_new_tokens=12, desc="baseline captions")
         text_examples = [
             {
                 "messages": [
@@ -499,7 +473,7 @@ class Demo:
             }
             for i, pair in enumerate(pairs)
         ]
-        predictions = generate_answers(
+        predictions = greedy_answers(
             model, processor, text_examples, max_new_tokens=2, desc="baseline answers"
         )
         return discrn_scores(predictions, pairs)
@@ -619,17 +593,4 @@ class Demo:
         ]
 
 
-def chance_and_summary(report: dict) -> dict:
-    """The DisCRn rows of the report as {pair: {method: accuracy}} (for the final table)."""
-    table = {}
-    for pair, entry in report["results"]["discrn"].items():
-        table[pair] = {"chance": 0.5, "x-llm": entry["x-llm"]["accuracy"]}
-        if "caption_baseline" in entry:
-            table[pair]["caption baseline"] = entry["caption_baseline"]["accuracy"]
-        ablation = report["results"].get("ablation", {}).get(pair)
-        if ablation:
-            table[pair]["linear ablation"] = ablation["x-llm"]["accuracy"]
-    return table
-
-
-__all__ = ["Demo", "chance_and_summary", "proportion"]
+__all__ = ["Demo"]

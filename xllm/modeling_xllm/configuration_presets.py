@@ -4,16 +4,19 @@ Presets build configurations only: no weights are downloaded. With random weight
 device) they give the published architectures and trainable-parameter counts; converted checkpoints
 fill the weights.
 
-Placeholder tokens are appended after the LLM's own vocabulary, in the order `XLLMProcessor` adds
-them to a tokenizer that lacks them (image, video, speech, audio, point cloud), so `text_config.vocab_size`
-is the LLM's vocabulary plus five and the token ids follow from the LLM's vocabulary size.
+Placeholder tokens are appended after the LLM's own vocabulary, one per row of the modality table and
+in its order, which is the order in which `XLLMProcessor` adds them to a tokenizer that lacks them
+(its own table has the same rows in the same order: tests/test_modality_tables.py checks both, and
+that a processor built over such a tokenizer gives the preset's ids). So `text_config.vocab_size` is
+the LLM's vocabulary plus one per modality and the token ids follow from the LLM's vocabulary size.
 """
 
 from transformers import Blip2VisionConfig, GlmConfig, LlamaConfig, ParakeetEncoderConfig
 
 from .configuration_beats import XLLMBeatsConfig
 from .configuration_pointbert import XLLMPointBertConfig
-from .configuration_xllm import DEFAULT_MODALITY_CUES, MODALITIES, XLLMConfig, XLLMInterfaceConfig
+from .configuration_xllm import XLLMConfig, XLLMInterfaceConfig
+from .model_modalities import MODALITIES, default_modality_cues, token_id_key
 
 # X-LLM's frame sampling (5 frames) is also X-InstructBLIP's.
 NUM_VIDEO_FRAMES = 5
@@ -29,8 +32,8 @@ CHATGLM_6B_SPECIAL_TOKEN_IDS = dict(pad_token_id=3, bos_token_id=130004, eos_tok
 
 
 def placeholder_token_ids(llm_vocab_size: int) -> dict[str, int]:
-    """`{modality}_token_id` for the five placeholders appended after an LLM vocabulary of this size."""
-    return {f"{modality}_token_id": llm_vocab_size + index for index, modality in enumerate(MODALITIES)}
+    """`{modality}_token_id` of every placeholder, appended in table order after an LLM vocabulary of this size."""
+    return {token_id_key(modality): llm_vocab_size + index for index, modality in enumerate(MODALITIES)}
 
 
 def eva_vit_g_config() -> Blip2VisionConfig:
@@ -150,12 +153,12 @@ def x_instructblip_config(size: str = "7b") -> XLLMConfig:
         audio_interface_config=qformer_config(instruction_aware=True),
         point_cloud_interface_config=qformer_config(instruction_aware=True),
         num_video_frames=NUM_VIDEO_FRAMES,
-        modality_cues=dict(DEFAULT_MODALITY_CUES),
+        modality_cues=default_modality_cues(),
         **placeholder_token_ids(VICUNA_VOCAB_SIZE),
     )
 
 
-def tiny_config(llm_vocab_size: int = 64) -> XLLMConfig:
+def tiny_preset_config(llm_vocab_size: int = 64) -> XLLMConfig:
     """X-InstructBLIP's shape in miniature (every modality, widths 32, 2 layers) for tests and demos."""
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
     interface = dict(small, num_query_tokens=4, cross_attention_frequency=1, max_position_embeddings=128)
@@ -188,7 +191,7 @@ def tiny_config(llm_vocab_size: int = 64) -> XLLMConfig:
         audio_interface_config=XLLMInterfaceConfig(**interface),
         point_cloud_interface_config=XLLMInterfaceConfig(**interface),
         num_video_frames=2,
-        modality_cues=dict(DEFAULT_MODALITY_CUES),
+        modality_cues=default_modality_cues(),
         **placeholder_token_ids(llm_vocab_size),
     )
 
@@ -197,7 +200,7 @@ PRESETS = {
     "x-llm": x_llm_config,
     "x-instructblip-7b": lambda: x_instructblip_config("7b"),
     "x-instructblip-13b": lambda: x_instructblip_config("13b"),
-    "tiny": tiny_config,
+    "tiny": tiny_preset_config,
 }
 
 
@@ -208,4 +211,4 @@ def preset_config(name: str) -> XLLMConfig:
     return PRESETS[name]()
 
 
-__all__ = ["PRESETS", "preset_config", "tiny_config", "x_instructblip_config", "x_llm_config"]
+__all__ = ["PRESETS", "preset_config", "tiny_preset_config", "x_instructblip_config", "x_llm_config"]

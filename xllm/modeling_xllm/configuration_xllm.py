@@ -1,42 +1,31 @@
 """Configuration of X-LLM: frozen encoders, trainable X2L interfaces, a frozen LLM.
 
 One composite config holds the LLM's `text_config`, one encoder config per encoder and one
-`XLLMInterfaceConfig` per modality. The image and video interfaces share the vision encoder.
+`XLLMInterfaceConfig` per modality, keyed as the modality table (`model_modalities.py`) says. The
+image and video interfaces share the vision encoder.
 """
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+from transformers.configuration_utils import SubConfigSpec, classproperty
 
 from .configuration_beats import XLLMBeatsConfig
 from .configuration_pointbert import XLLMPointBertConfig
+from .model_modalities import (
+    MODALITIES,
+    encoder_config_key,
+    encoder_names,
+    interface_config_key,
+    model_modality,
+    token_id_key,
+)
 
 # Encoders of this package must resolve from `config.json` also where `xllm` is not installed
 # (remote code), so their configs register themselves here.
 AutoConfig.register(XLLMBeatsConfig.model_type, XLLMBeatsConfig, exist_ok=True)
 AutoConfig.register(XLLMPointBertConfig.model_type, XLLMPointBertConfig, exist_ok=True)
 
-MODALITIES = ("image", "video", "speech", "audio", "point_cloud")
-
-# Which encoder config feeds which modality's interface.
-ENCODER_OF_MODALITY = {
-    "image": "vision_config",
-    "video": "vision_config",
-    "speech": "speech_config",
-    "audio": "audio_config",
-    "point_cloud": "point_cloud_config",
-}
-
 INTERFACE_KINDS = ("qformer", "cformer", "linear")
-
-# X-InstructBLIP's text cue before each modality block (the LAVIS prompt prefixes); `speech: ` by analogy.
-DEFAULT_MODALITY_CUES = {
-    "image": "image: ",
-    "video": "video: ",
-    "speech": "speech: ",
-    "audio": "audio: ",
-    "point_cloud": "3d: ",
-}
 
 
 @strict
@@ -104,24 +93,23 @@ class XLLMInterfaceConfig(PreTrainedConfig):
             raise ValueError(f"`num_query_tokens` must be >= 1, got {self.num_query_tokens}.")
 
 
-def _interface_spec() -> SubConfigSpec:
-    return SubConfigSpec(config_class=XLLMInterfaceConfig, optional=True)
-
-
 @strict
 class XLLMConfig(PreTrainedConfig):
     r"""
     Composite configuration of [`XLLMForConditionalGeneration`].
 
-    `text_config` is any causal LM config (Llama, Qwen2, OPT, GLM, ...). `vision_config` is any vision
-    encoder config (CLIP, SigLIP, BLIP-2 / InstructBLIP vision, ...) and feeds both the image and the
-    video interface. Each modality present has an interface config and a placeholder token id; a
-    modality whose interface config is `None` is absent from the model.
+    `text_config` is any causal LM config (Llama, Qwen2, OPT, GLM, ...). The other sub-configs follow
+    the modality table (`model_modalities.MODALITIES`): one encoder config per encoder
+    (`vision_config` feeds both the image and the video interface; `speech_config`, `audio_config`,
+    `point_cloud_config`), and per modality an interface config (`image_interface_config`, ...) and a
+    placeholder token id (`image_token_id`, ...). A modality whose interface config is `None` is absent
+    from the model; a key the table does not know (`depth_interface_config` without a `depth` row) is
+    a ValueError rather than a setting that would be silently ignored.
 
     `num_video_frames` is the number of frames the processor samples by default; the model itself
     accepts any number of frames.
 
-    `modality_cues` (e.g. `DEFAULT_MODALITY_CUES`) is the text the processor writes before each media
+    `modality_cues` (e.g. `default_modality_cues()`) is the text the processor writes before each media
     block, per modality (X-InstructBLIP's `image: `, `3d: `, ...); None writes none.
 
     Example:
@@ -141,43 +129,35 @@ class XLLMConfig(PreTrainedConfig):
 
     model_type = "xllm"
 
-    sub_configs_defaults = {
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
-        "vision_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="clip_vision_model", optional=True
-        ),
-        "speech_config": SubConfigSpec(config_class=AutoConfig, model_type="parakeet_encoder", optional=True),
-        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="xllm_beats", optional=True),
-        "point_cloud_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="xllm_pointbert", optional=True
-        ),
-        "image_interface_config": _interface_spec(),
-        "video_interface_config": _interface_spec(),
-        "speech_interface_config": _interface_spec(),
-        "audio_interface_config": _interface_spec(),
-        "point_cloud_interface_config": _interface_spec(),
-    }
+    # The encoder and interface sub-configs are not listed here: they follow the modality table (see
+    # `sub_configs`), and `__post_init__` builds them.
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama")}
 
     text_config: dict | PreTrainedConfig | None = None
-    vision_config: dict | PreTrainedConfig | None = None
-    speech_config: dict | PreTrainedConfig | None = None
-    audio_config: dict | PreTrainedConfig | None = None
-    point_cloud_config: dict | PreTrainedConfig | None = None
-    image_interface_config: dict | PreTrainedConfig | None = None
-    video_interface_config: dict | PreTrainedConfig | None = None
-    speech_interface_config: dict | PreTrainedConfig | None = None
-    audio_interface_config: dict | PreTrainedConfig | None = None
-    point_cloud_interface_config: dict | PreTrainedConfig | None = None
-    image_token_id: int | None = None
-    video_token_id: int | None = None
-    speech_token_id: int | None = None
-    audio_token_id: int | None = None
-    point_cloud_token_id: int | None = None
     num_video_frames: int = 5
     modality_cues: dict | None = None
     tie_word_embeddings: bool = False
 
+    @classproperty
+    def sub_configs(cls) -> dict[str, type]:
+        """Every sub-config key, as transformers reads them (dtype, attention implementation): the LLM's,
+        one per encoder and one interface config per modality of the table."""
+        keys = {"text_config": AutoConfig}
+        keys.update({encoder_config_key(encoder): AutoConfig for encoder in encoder_names()})
+        keys.update({interface_config_key(modality): XLLMInterfaceConfig for modality in MODALITIES})
+        return keys
+
     def __post_init__(self, **kwargs):
+        for encoder in encoder_names():
+            key = encoder_config_key(encoder)
+            setattr(self, key, encoder_config(key, kwargs.pop(key, None)))
+        for modality in MODALITIES:
+            interface = kwargs.pop(interface_config_key(modality), None)
+            if isinstance(interface, dict):
+                interface = XLLMInterfaceConfig(**interface)
+            setattr(self, interface_config_key(modality), interface)
+            setattr(self, token_id_key(modality), kwargs.pop(token_id_key(modality), None))
+        refuse_unknown_modality_keys(kwargs)
         super().__post_init__(**kwargs)
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
@@ -186,50 +166,57 @@ class XLLMConfig(PreTrainedConfig):
         unknown_cues = sorted(set(self.modality_cues or ()) - set(MODALITIES))
         if unknown_cues:
             raise ValueError(
-                f"`modality_cues` must be keyed by modalities among {MODALITIES}, got {unknown_cues}."
+                f"`modality_cues` must be keyed by modalities among {list(MODALITIES)}, got {unknown_cues}."
             )
         for modality in self.modalities:
             self._check_modality(modality)
 
+    def __eq__(self, other) -> bool:
+        # The dataclass equality transformers generates compares declared fields only; the encoder and
+        # interface configs are attributes built from the modality table.
+        return isinstance(other, XLLMConfig) and self.__dict__ == other.__dict__
+
     @property
     def modalities(self) -> tuple[str, ...]:
-        """The modalities this model has an interface for, in the canonical order."""
+        """The modalities this model has an interface for, in table order."""
         return tuple(m for m in MODALITIES if self.interface_config(m) is not None)
 
     def interface_config(self, modality: str) -> XLLMInterfaceConfig | None:
-        if modality not in MODALITIES:
-            raise ValueError(f"Unknown modality {modality!r}; expected one of {MODALITIES}.")
-        return getattr(self, f"{modality}_interface_config")
+        model_modality(modality)
+        return getattr(self, interface_config_key(modality), None)
 
     def encoder_config(self, modality: str) -> PreTrainedConfig | None:
-        return getattr(self, ENCODER_OF_MODALITY[modality])
+        return getattr(self, encoder_config_key(model_modality(modality).encoder), None)
 
     def placeholder_token_id(self, modality: str) -> int | None:
-        return getattr(self, f"{modality}_token_id")
+        model_modality(modality)
+        return getattr(self, token_id_key(modality), None)
 
     def _check_modality(self, modality: str) -> None:
         interface = self.interface_config(modality)
-        encoder_field = ENCODER_OF_MODALITY[modality]
+        encoder_field = encoder_config_key(model_modality(modality).encoder)
         encoder = getattr(self, encoder_field)
         if encoder is None:
             raise ValueError(
-                f"`{modality}_interface_config` is set but `{encoder_field}` is None: the {modality} interface "
-                "needs an encoder."
+                f"`{interface_config_key(modality)}` is set but `{encoder_field}` is None: the {modality} "
+                "interface needs an encoder."
             )
         token_id = self.placeholder_token_id(modality)
         if token_id is None:
-            raise ValueError(f"`{modality}_token_id` must be set when the model has a {modality} interface.")
+            raise ValueError(
+                f"`{token_id_key(modality)}` must be set when the model has a {modality} interface."
+            )
         vocab_size = self.text_config.vocab_size
         if not 0 <= token_id < vocab_size:
             raise ValueError(
-                f"`{modality}_token_id` must index the LLM vocabulary (size {vocab_size}), got {token_id}."
+                f"`{token_id_key(modality)}` must index the LLM vocabulary (size {vocab_size}), got {token_id}."
             )
         encoder_width = encoder_hidden_size(encoder)
         if interface.encoder_hidden_size is None:
             interface.encoder_hidden_size = encoder_width
         elif interface.encoder_hidden_size != encoder_width:
             raise ValueError(
-                f"`{modality}_interface_config.encoder_hidden_size` is {interface.encoder_hidden_size} but "
+                f"`{interface_config_key(modality)}.encoder_hidden_size` is {interface.encoder_hidden_size} but "
                 f"`{encoder_field}` produces features of width {encoder_width}."
             )
         llm_width = self.text_config.hidden_size
@@ -237,13 +224,40 @@ class XLLMConfig(PreTrainedConfig):
             interface.output_hidden_size = llm_width
         elif interface.output_hidden_size != llm_width:
             raise ValueError(
-                f"`{modality}_interface_config.output_hidden_size` is {interface.output_hidden_size} but the LLM "
-                f"(`text_config.hidden_size`) is {llm_width} wide."
+                f"`{interface_config_key(modality)}.output_hidden_size` is {interface.output_hidden_size} but "
+                f"the LLM (`text_config.hidden_size`) is {llm_width} wide."
             )
-        if interface.kind == "cformer" and modality != "speech":
+        kinds = model_modality(modality).interface_kinds
+        if interface.kind not in kinds:
             raise ValueError(
-                f"`{modality}_interface_config.kind` is 'cformer', which only the speech interface uses."
+                f"`{interface_config_key(modality)}.kind` is {interface.kind!r}, but a {modality} interface "
+                f"({model_modality(modality).layout} items) must be one of {list(kinds)}."
             )
+
+
+def encoder_config(key: str, value: dict | PreTrainedConfig | None) -> PreTrainedConfig | None:
+    """An encoder sub-config from what `config.json` or the caller gives: a config, or a dict naming
+    its `model_type` (any transformers encoder, or one of this package)."""
+    if value is None or isinstance(value, PreTrainedConfig):
+        return value
+    if not isinstance(value, dict) or "model_type" not in value:
+        raise ValueError(
+            f"`{key}` must be an encoder config or a dict with its `model_type`, got {str(value)[:200]}."
+        )
+    value = dict(value)
+    return AutoConfig.for_model(value.pop("model_type"), **value)
+
+
+def refuse_unknown_modality_keys(kwargs: dict) -> None:
+    """An interface config for a modality the table does not know would be kept as a plain attribute
+    and never built: refuse it."""
+    suffix = "_interface_config"
+    unknown = sorted(key for key in kwargs if key.endswith(suffix) and key.removesuffix(suffix) not in MODALITIES)
+    if unknown:
+        raise ValueError(
+            f"`XLLMConfig` got {unknown}, but the modality table knows only {list(MODALITIES)}: add a row to "
+            "`model_modalities.MODALITIES` (and `processor_modalities.MODALITIES`) for a new modality."
+        )
 
 
 def encoder_hidden_size(encoder_config: PreTrainedConfig) -> int:
@@ -254,4 +268,4 @@ def encoder_hidden_size(encoder_config: PreTrainedConfig) -> int:
     raise ValueError(f"Cannot find the feature width of encoder config {type(encoder_config).__name__}.")
 
 
-__all__ = ["DEFAULT_MODALITY_CUES", "MODALITIES", "XLLMConfig", "XLLMInterfaceConfig"]
+__all__ = ["XLLMConfig", "XLLMInterfaceConfig", "encoder_hidden_size"]

@@ -39,14 +39,32 @@ blocks: the converted interface is not instruction-aware and those (unused) weig
 fresh initialisation. They are the only keys allowed to be missing.
 """
 
+import copy
+from pathlib import Path
+
 import torch
 from torch import nn
-from transformers import Blip2Config, InstructBlipConfig, PreTrainedModel
+from transformers import (
+    Blip2Config,
+    Blip2ForConditionalGeneration,
+    Blip2Processor,
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+    InstructBlipProcessor,
+    PreTrainedModel,
+    ProcessorMixin,
+)
 from transformers.utils import logging
 
 from .configuration_xllm import XLLMConfig, XLLMInterfaceConfig
 from .convert_pointbert import rename_keys
 from .modeling_xllm import XLLMForConditionalGeneration
+
+# Source kind -> its transformers model and processor classes.
+BLIP_CLASSES = {
+    "instructblip": (InstructBlipForConditionalGeneration, InstructBlipProcessor),
+    "blip2": (Blip2ForConditionalGeneration, Blip2Processor),
+}
 
 logger = logging.get_logger(__name__)
 
@@ -189,4 +207,57 @@ def warn_on_layer_norm_eps(vision_eps: float, interface: nn.Module) -> None:
         )
 
 
-__all__ = ["convert_blip_model", "convert_blip_state_dict", "xllm_config_from_blip"]
+def convert_blip_processor(processor: ProcessorMixin, config: XLLMConfig):
+    """An XLLMProcessor reusing a Blip2Processor's / InstructBlipProcessor's image processor and tokenizers.
+
+    Frames of videos get the image processor's size and normalisation. BLIP-2 has no Q-Former
+    tokenizer because its Q-Former reads no text; a copy of the LLM tokenizer stands in (one object
+    in two roles breaks `save_pretrained`), and the converted interface, which is not
+    instruction-aware, ignores what it produces.
+    """
+    from xllm.processing import XLLMProcessor, XLLMVideoProcessor  # converters run where the package is installed
+
+    image_token_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    if image_token_id != config.image_token_id:
+        raise ValueError(
+            f"The processor's tokenizer maps '<image>' to {image_token_id} but the model's `image_token_id` is "
+            f"{config.image_token_id}; the processor does not belong to this checkpoint."
+        )
+    image_processor = processor.image_processor
+    video_processor = XLLMVideoProcessor(
+        size=dict(image_processor.size),
+        image_mean=image_processor.image_mean,
+        image_std=image_processor.image_std,
+        num_frames=config.num_video_frames,
+    )
+    return XLLMProcessor(
+        image_processor=image_processor,
+        video_processor=video_processor,
+        tokenizer=processor.tokenizer,
+        qformer_tokenizer=getattr(processor, "qformer_tokenizer", None) or copy.deepcopy(processor.tokenizer),
+        num_query_tokens={"image": config.image_interface_config.num_query_tokens},
+    )
+
+
+def convert_blip_checkpoint(kind: str, source: str, output: str | Path, dtype: str = "auto") -> Path:
+    """A transformers BLIP-2 / InstructBLIP checkpoint (Hub id or folder) as an X-LLM folder with remote
+    code and a model card (`xllm convert blip2|instructblip`)."""
+    from xllm.hub import save_for_hub
+
+    if kind not in BLIP_CLASSES:
+        raise ValueError(f"`kind` must be one of {sorted(BLIP_CLASSES)}, got {kind!r}.")
+    model_class, processor_class = BLIP_CLASSES[kind]
+    model = convert_blip_model(model_class.from_pretrained(source, dtype=dtype))
+    processor = convert_blip_processor(processor_class.from_pretrained(source), model.config)
+    base_models = None if Path(source).exists() else [source]
+    return save_for_hub(model, processor, output, base_models=base_models)
+
+
+__all__ = [
+    "BLIP_CLASSES",
+    "convert_blip_checkpoint",
+    "convert_blip_model",
+    "convert_blip_processor",
+    "convert_blip_state_dict",
+    "xllm_config_from_blip",
+]

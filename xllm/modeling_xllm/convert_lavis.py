@@ -175,4 +175,18 @@ def load_lavis_interface(model: torch.nn.Module, path: str | Path, lavis_modalit
     interface.load_state_dict(state_dict, strict=True)
 
 
-__all__ = ["LAVIS_MODALITIES", "convert_lavis_checkpoint", "load_lavis_interface"]
+def convert_lavis_folder(
+    checkpoint: str | Path, model_dir: str | Path, lavis_modality: str, output: str | Path, dtype: str = "auto"
+) -> Path:
+    """A saved X-LLM folder with one interface replaced by a LAVIS checkpoint's, written with remote code
+    and a model card to `output` (`xllm convert lavis`)."""
+    from transformers import AutoModelForMultimodalLM, AutoProcessor
+
+    from xllm.hub import save_for_hub
+
+    model = AutoModelForMultimodalLM.from_pretrained(model_dir, dtype=dtype)
+    load_lavis_interface(model, checkpoint, lavis_modality)
+    return save_for_hub(model, AutoProcessor.from_pretrained(model_dir), output)
+
+
+__all__ = ["LAVIS_MODALITIES", "convert_lavis_checkpoint", "convert_lavis_folder", "load_lavis_interface"]

@@ -12,6 +12,7 @@ The forward pass is one straight path:
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -31,13 +32,21 @@ from transformers.models.blip_2.modeling_blip_2 import Blip2VisionModel
 from transformers.models.instructblip.modeling_instructblip import InstructBlipVisionModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from .configuration_xllm import ENCODER_OF_MODALITY, MODALITIES, XLLMConfig, XLLMInterfaceConfig
+from .configuration_xllm import XLLMConfig, XLLMInterfaceConfig
+from .model_modalities import (
+    MODALITIES,
+    encoder_config_key,
+    interface_config_key,
+    model_modality,
+    placeholder,
+    token_id_key,
+)
 from .modeling_beats import XLLMBeatsModel
-from .modeling_cformer import CFormerInterface, CFormerOutput
+from .modeling_cformer import CFormerInterface
 from .modeling_linear_interface import LinearInterface
+from .modeling_media import EncodedMedia, encode_media
 from .modeling_pointbert import XLLMPointBertModel
 from .modeling_qformer import QFormerInterface
-from .modeling_speech_encoder import encoder_input_name, speech_frame_mask
 from .modeling_splice import splice_variable_length_features
 from .modeling_x2l import FP32_MODULES
 
@@ -49,27 +58,6 @@ ENCODER_CLASSES_OUTSIDE_AUTO = {
     "xllm_beats": XLLMBeatsModel,
     "xllm_pointbert": XLLMPointBertModel,
 }
-
-# Fixed-length modalities: the keyword their media come under in `forward`. Each item is cut into
-# windows (one for an image or a point cloud, one per frame for a video, one per audio window);
-# every window goes through the encoder and the interface.
-FIXED_LENGTH_MEDIA = {
-    "image": "pixel_values",
-    "video": "pixel_values_videos",
-    "audio": "audio_features",
-    "point_cloud": "point_clouds",
-}
-
-# Media inputs that `generate` must not feed again once they are in the KV cache.
-MEDIA_INPUT_NAMES_AFTER_PREFILL = (
-    "speech_features",
-    "speech_attention_mask",
-    "speech_target_lengths",
-    "audio_features",
-    "audio_window_mask",
-    "point_clouds",
-)
-
 
 def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
     """Any transformers encoder from its config, through `AutoModel` where the mapping knows it."""
@@ -103,20 +91,85 @@ def build_interface(config: XLLMInterfaceConfig) -> nn.Module:
     raise ValueError(f"Interface kind {config.kind!r} is not available in this model.")
 
 
-def select_encoder_features(
-    hidden_states: tuple[torch.Tensor, ...], config: XLLMInterfaceConfig
-) -> torch.Tensor:
-    """The encoder layer that feeds the interface, with or without its first (CLS) token."""
-    features = hidden_states[config.encoder_feature_layer]  # (inputs, tokens, encoder_width)
-    return features if config.encoder_keep_cls else features[:, 1:]
+def media_inputs(kwargs: dict, **named: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The media tensors of a `forward` call, by input name: the named ones (the signature's) and any
+    other modality's inputs in `kwargs` (popped from it), as the modality table names them."""
+    inputs = {name: value for name, value in named.items() if value is not None}
+    for row in MODALITIES.values():
+        for name in row.input_names:
+            if name in kwargs:
+                value = kwargs.pop(name)
+                if value is not None:
+                    inputs[name] = value
+    return inputs
 
 
-def item_rows(input_ids: torch.Tensor, token_id: int, tokens_per_item: torch.Tensor) -> torch.Tensor:
+class MediaInputs(NamedTuple):
+    """One modality's tensors in a `forward` call: the media, its window or attention mask, and (for
+    variable-length media in training) the target token counts."""
+
+    values: torch.Tensor
+    mask: torch.Tensor | None = None
+    target_lengths: torch.Tensor | None = None
+
+
+def media_by_modality(inputs: dict[str, torch.Tensor]) -> dict[str, MediaInputs]:
+    """Group input tensors by modality, in table order; a mask without its media is a ValueError."""
+    media = {}
+    for modality, row in MODALITIES.items():
+        if row.input_name in inputs:
+            media[modality] = MediaInputs(
+                inputs[row.input_name], inputs.get(row.mask_name), inputs.get(row.target_lengths_name)
+            )
+        else:
+            orphans = [name for name in row.input_names if name in inputs]
+            if orphans:
+                raise ValueError(f"`{orphans[0]}` was given without `{row.input_name}`.")
+    return media
+
+
+def item_rows(placeholder_mask: torch.Tensor, tokens_per_item: torch.Tensor) -> torch.Tensor:
     """Batch row of each media item, read from the first of its placeholder tokens (row-major
     order, the order in which `masked_scatter` fills placeholders)."""
-    placeholder_rows = torch.nonzero(input_ids == token_id)[:, 0]
+    placeholder_rows = torch.nonzero(placeholder_mask)[:, 0]
     first_tokens = tokens_per_item.cumsum(0) - tokens_per_item
     return placeholder_rows[first_tokens]
+
+
+def check_placeholder_count(modality: str, placeholder_mask: torch.Tensor, tokens_per_item: torch.Tensor) -> None:
+    """The one check that the text holds exactly the placeholders its media fill."""
+    num_placeholders, num_tokens = int(placeholder_mask.sum()), int(tokens_per_item.sum())
+    if num_placeholders != num_tokens:
+        token = placeholder(modality)
+        raise ValueError(
+            f"The text has {num_placeholders} {modality} placeholder tokens but the {len(tokens_per_item)} "
+            f"{modality} input(s) in `{model_modality(modality).input_name}` give "
+            f"{num_tokens} features. Build "
+            f"the inputs with XLLMProcessor, which expands each {token} to the right length, and give one "
+            f"{token} per {modality} input."
+        )
+
+
+def real_tokens(features: "XLLMModalityFeatures") -> torch.Tensor:
+    """(total tokens, llm_width): every item's tokens in item order, without the padding beyond its length."""
+    positions = torch.arange(features.token_embeddings.shape[1], device=features.token_embeddings.device)
+    return features.token_embeddings[positions.unsqueeze(0) < features.token_lengths.unsqueeze(1)]
+
+
+@dataclass
+class XLLMModalityFeatures(ModelOutput):
+    """What one modality's media become in the LLM's input space.
+
+    token_embeddings (items, max_tokens, llm_width): interface outputs, zero beyond each item's length.
+    token_lengths (items,): the LLM tokens of each item (queries x real frames or windows; CIF's count).
+    quantity_loss: CIF's quantity loss when target lengths were given (variable-length media only).
+    alphas (items, frames): CIF's firing weights (variable-length media only).
+    """
+
+    token_embeddings: torch.Tensor | None = None
+    token_lengths: torch.Tensor | None = None
+    quantity_loss: torch.Tensor | None = None
+    alphas: torch.Tensor | None = None
 
 
 @dataclass
@@ -127,7 +180,8 @@ class XLLMModelOutputWithPast(BaseModelOutputWithPast):
     attention_mask, position_ids, labels: the sequence as the LLM saw it, returned when speech
         tokens were spliced in (their number is only known inside the model), so that trainers
         and `generate` continue from the lengthened sequence.
-    quantity_loss: CIF's quantity loss, when speech target lengths were given.
+    quantity_loss: CIF's quantity loss weighted by the interface's `quantity_loss_weight`, when target
+        lengths of variable-length media were given.
     """
 
     modality_features: dict[str, torch.Tensor] | None = None
@@ -156,7 +210,10 @@ class XLLMCausalLMOutputWithPast(ModelOutput):
 class XLLMPreTrainedModel(PreTrainedModel):
     config: XLLMConfig
     base_model_prefix = "model"
-    input_modalities = ("image", "video", "audio", "text")
+    input_modalities = (
+        *dict.fromkeys(row.transformers_modality for row in MODALITIES.values() if row.transformers_modality),
+        "text",
+    )
     supports_gradient_checkpointing = True
     _skip_keys_device_placement = ["past_key_values"]
     _no_split_modules = ["QFormerLayer"]
@@ -258,9 +315,9 @@ class XLLMModel(XLLMPreTrainedModel):
 
     def __init__(self, config: XLLMConfig):
         super().__init__(config)
-        encoder_fields = sorted({ENCODER_OF_MODALITY[m] for m in config.modalities})
+        encoders = sorted({model_modality(m).encoder for m in config.modalities})
         self.encoders = nn.ModuleDict(
-            {field.removesuffix("_config"): build_encoder(getattr(config, field)) for field in encoder_fields}
+            {name: build_encoder(getattr(config, encoder_config_key(name))) for name in encoders}
         )
         self.interfaces = nn.ModuleDict(
             {m: build_interface(config.interface_config(m)) for m in config.modalities}
@@ -279,7 +336,7 @@ class XLLMModel(XLLMPreTrainedModel):
         self.language_model.set_input_embeddings(value)
 
     def encoder_for(self, modality: str) -> PreTrainedModel:
-        return self.encoders[ENCODER_OF_MODALITY[modality].removesuffix("_config")]
+        return self.encoders[model_modality(modality).encoder]
 
     def _require_modality(self, modality: str) -> None:
         if modality not in self.interfaces:
@@ -287,38 +344,56 @@ class XLLMModel(XLLMPreTrainedModel):
                 f"This model has no {modality} interface (it has: {', '.join(self.interfaces) or 'none'})."
             )
 
-    def _encode(self, modality: str, **encoder_inputs) -> torch.Tensor:
-        """Run the modality's frozen encoder and pick the features its interface reads."""
-        encoder = self.encoder_for(modality)
-        outputs = encoder(**encoder_inputs, output_hidden_states=True, return_dict=True)
-        return select_encoder_features(outputs.hidden_states, self.config.interface_config(modality))
+    def encode_media(self, modality: str, media: torch.Tensor, mask: torch.Tensor | None = None) -> EncodedMedia:
+        """The frozen encoder's features that `modality`'s interface reads (see `modeling_media.encode_media`)."""
+        self._require_modality(modality)
+        return encode_media(
+            self.encoder_for(modality), self.config.interface_config(modality), modality, media, mask
+        )
 
-    def _window_features(
+    def get_modality_features(
         self,
         modality: str,
-        windows: torch.Tensor,
-        window_mask: torch.Tensor | None,
-        qformer_input_ids: torch.Tensor | None,
-        qformer_attention_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """(items, windows, *encoder_input) -> (real windows, tokens, llm_width), item-major.
+        media: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        qformer_input_ids: torch.Tensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        target_lengths: torch.Tensor | None = None,
+    ) -> XLLMModalityFeatures:
+        """The one way from a modality's media to its embeddings in the LLM's input space.
 
-        All real windows of all items go through the encoder and the interface as one batch;
-        each window reads its item's instruction (one row per item).
+        `media` and `mask` follow the modality's layout (`model_modalities.py`): images
+        `(images, channels, height, width)`, videos `(videos, frames, ...)`, audio `(audios, windows, ...)`
+        with `mask` marking real windows, point clouds `(clouds, points, channels)`, speech as its
+        encoder's input with `mask` its attention mask. Every real encoder input of every item goes
+        through the encoder and the interface in one batch; each reads its item's instruction
+        (`qformer_input_ids`, one row per item). `target_lengths` (variable-length media, training):
+        the transcripts' token counts, which CIF then fires.
         """
-        self._require_modality(modality)
-        encoder = self.encoder_for(modality)
-        if window_mask is None:
-            window_mask = torch.ones(windows.shape[:2], dtype=torch.bool, device=windows.device)
-        window_mask = window_mask.bool()
-        real_windows = windows.flatten(0, 1)[window_mask.flatten()]  # (real windows, *encoder_input)
-        features = self._encode(modality, **{encoder.main_input_name: real_windows.to(encoder.dtype)})
-        windows_per_item = window_mask.sum(1)
+        encoded = self.encode_media(modality, media, mask)
+        interface = self.interfaces[modality]
+        if model_modality(modality).layout == "sequence":
+            output = interface(encoded.features, encoded.frame_mask, target_lengths)
+            return XLLMModalityFeatures(
+                output.token_embeddings, output.token_lengths, output.quantity_loss, output.alphas
+            )
         if qformer_input_ids is not None:
-            qformer_input_ids = qformer_input_ids.repeat_interleave(windows_per_item, dim=0)
-        if qformer_attention_mask is not None:
-            qformer_attention_mask = qformer_attention_mask.repeat_interleave(windows_per_item, dim=0)
-        return self.interfaces[modality](features, qformer_input_ids, qformer_attention_mask)
+            if qformer_input_ids.shape[0] != len(media):
+                raise ValueError(
+                    f"`qformer_input_ids` must have one row per {modality} item ({len(media)}), got "
+                    f"{qformer_input_ids.shape[0]}."
+                )
+            qformer_input_ids = qformer_input_ids.repeat_interleave(encoded.inputs_per_item, dim=0)
+            if qformer_attention_mask is not None:
+                qformer_attention_mask = qformer_attention_mask.repeat_interleave(encoded.inputs_per_item, dim=0)
+        window_tokens = interface(encoded.features, qformer_input_ids, qformer_attention_mask)
+        # (real windows, queries, llm_width) -> (items, windows * queries, llm_width), zeros for padded windows
+        window_mask = encoded.window_mask
+        if window_mask is None:
+            window_mask = torch.ones(len(media), 1, dtype=torch.bool, device=window_tokens.device)
+        per_item = window_tokens.new_zeros(*window_mask.shape, *window_tokens.shape[1:])
+        per_item[window_mask] = window_tokens
+        return XLLMModalityFeatures(per_item.flatten(1, 2), encoded.inputs_per_item * window_tokens.shape[1])
 
     def get_image_features(
         self,
@@ -326,13 +401,11 @@ class XLLMModel(XLLMPreTrainedModel):
         qformer_input_ids: torch.Tensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(images, channels, height, width) -> (images, num_query_tokens, llm_width).
-
-        `qformer_input_ids` / `qformer_attention_mask` hold one instruction row per image.
-        """
-        return self._window_features(
-            "image", pixel_values.unsqueeze(1), None, qformer_input_ids, qformer_attention_mask
-        )
+        """(images, channels, height, width) -> (images, num_query_tokens, llm_width); one instruction
+        row per image."""
+        return self.get_modality_features(
+            "image", pixel_values, None, qformer_input_ids, qformer_attention_mask
+        ).token_embeddings
 
     def get_video_features(
         self,
@@ -345,10 +418,9 @@ class XLLMModel(XLLMPreTrainedModel):
         Every frame goes through the encoder and the video Q-Former in one batch (the instruction
         repeated per frame); per-frame query outputs are concatenated in time order.
         """
-        frame_queries = self._window_features(
+        return self.get_modality_features(
             "video", pixel_values_videos, None, qformer_input_ids, qformer_attention_mask
-        )
-        return frame_queries.reshape(pixel_values_videos.shape[0], -1, frame_queries.shape[-1])
+        ).token_embeddings
 
     def get_audio_features(
         self,
@@ -360,17 +432,12 @@ class XLLMModel(XLLMPreTrainedModel):
         """(audios, windows, *window_input) -> (audios, windows * num_query_tokens, llm_width).
 
         Each window (5.12 s for BEATs) goes through the encoder and the audio Q-Former; outputs
-        are concatenated in time order. Padded windows (`audio_window_mask` False) give zeros.
+        are concatenated in time order. Padded windows (`audio_window_mask` False) give zeros, which
+        `forward` leaves out of the sequence.
         """
-        audios, windows = audio_features.shape[:2]
-        if audio_window_mask is None:
-            audio_window_mask = torch.ones(audios, windows, dtype=torch.bool, device=audio_features.device)
-        window_queries = self._window_features(
+        return self.get_modality_features(
             "audio", audio_features, audio_window_mask, qformer_input_ids, qformer_attention_mask
-        )
-        padded = window_queries.new_zeros(audios * windows, *window_queries.shape[1:])
-        padded[audio_window_mask.bool().flatten()] = window_queries
-        return padded.reshape(audios, -1, window_queries.shape[-1])
+        ).token_embeddings
 
     def get_point_cloud_features(
         self,
@@ -379,71 +446,54 @@ class XLLMModel(XLLMPreTrainedModel):
         qformer_attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(clouds, points, 3 or 6) -> (clouds, num_query_tokens, llm_width)."""
-        return self._window_features(
-            "point_cloud", point_clouds.unsqueeze(1), None, qformer_input_ids, qformer_attention_mask
-        )
+        return self.get_modality_features(
+            "point_cloud", point_clouds, None, qformer_input_ids, qformer_attention_mask
+        ).token_embeddings
 
     def get_speech_features(
         self,
         speech_features: torch.Tensor,
         speech_attention_mask: torch.Tensor | None = None,
         speech_target_lengths: torch.Tensor | None = None,
-    ) -> CFormerOutput:
+    ) -> XLLMModalityFeatures:
         """Speech encoder input -> token-level embeddings in the LLM space and their lengths.
 
         `speech_features` is what the speech encoder's own feature extractor produces (fbank
         frames, Whisper's 30 s log-mel, or a raw waveform); `speech_attention_mask` marks its real
         part; `speech_target_lengths` (training) are the transcripts' token counts.
         """
-        self._require_modality("speech")
-        encoder = self.encoder_for("speech")
-        encoder_inputs = {encoder_input_name(encoder): speech_features.to(encoder.dtype)}
-        if speech_attention_mask is not None:
-            encoder_inputs["attention_mask"] = speech_attention_mask
-        frames = self._encode("speech", **encoder_inputs)  # (items, encoder_frames, encoder_width)
-        frame_mask = speech_frame_mask(encoder, speech_attention_mask, frames.shape[1], frames.shape[0])
-        return self.interfaces["speech"](frames, frame_mask, speech_target_lengths)
+        return self.get_modality_features(
+            "speech", speech_features, speech_attention_mask, target_lengths=speech_target_lengths
+        )
 
     def _placeholder_features(
         self,
         modality: str,
-        media: torch.Tensor,
-        window_mask: torch.Tensor | None,
-        input_ids: torch.Tensor,
+        given: MediaInputs,
+        placeholder_mask: torch.Tensor,
         qformer_input_ids: torch.Tensor | None,
         qformer_attention_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Interface outputs of one modality in placeholder order: (items, tokens, llm_width), or
-        (real windows, tokens, llm_width) when some windows are padding; each item reads the
-        instruction of the sample its placeholders are in."""
+    ) -> XLLMModalityFeatures:
+        """A modality's features for the placeholders of `input_ids`, each item reading the instruction
+        of the sample its placeholders are in; the placeholder count is checked before any encoding."""
         self._require_modality(modality)
-        windows = media if modality in ("video", "audio") else media.unsqueeze(1)
-        all_windows_real = window_mask is None or bool(window_mask.all())
-        if window_mask is None:
-            window_mask = torch.ones(windows.shape[:2], dtype=torch.bool, device=windows.device)
-        tokens_per_item = window_mask.sum(1) * self.interfaces[modality].num_output_tokens  # (items,)
-        token_id = self.config.placeholder_token_id(modality)
-        self._check_placeholder_count(modality, input_ids, token_id, int(tokens_per_item.sum()), len(windows))
+        if model_modality(modality).layout == "sequence":
+            check_placeholder_count(modality, placeholder_mask, torch.ones(len(given.values), dtype=torch.long))
+            return self.get_modality_features(modality, given.values, given.mask, target_lengths=given.target_lengths)
+        windows = torch.ones(len(given.values), dtype=torch.long, device=placeholder_mask.device)
+        if given.mask is not None:
+            windows = given.mask.bool().sum(1).to(placeholder_mask.device)
+        elif model_modality(modality).layout == "windows":
+            windows = windows * given.values.shape[1]
+        tokens_per_item = windows * self.interfaces[modality].num_output_tokens  # (items,)
+        check_placeholder_count(modality, placeholder_mask, tokens_per_item)
         if qformer_input_ids is not None:
-            rows = item_rows(input_ids, token_id, tokens_per_item)
+            rows = item_rows(placeholder_mask, tokens_per_item)
             qformer_input_ids = qformer_input_ids[rows]
             qformer_attention_mask = None if qformer_attention_mask is None else qformer_attention_mask[rows]
-        features = self._window_features(
-            modality, windows, window_mask, qformer_input_ids, qformer_attention_mask
+        return self.get_modality_features(
+            modality, given.values, given.mask, qformer_input_ids, qformer_attention_mask
         )
-        return features.reshape(len(windows), -1, features.shape[-1]) if all_windows_real else features
-
-    @staticmethod
-    def _check_placeholder_count(
-        modality: str, input_ids: torch.Tensor, token_id: int, num_tokens: int, num_items: int
-    ) -> None:
-        num_placeholders = int((input_ids == token_id).sum())
-        if num_placeholders != num_tokens:
-            raise ValueError(
-                f"The text has {num_placeholders} {modality} placeholder tokens but the {num_items} {modality} "
-                f"input(s) give {num_tokens} features. Build the inputs with XLLMProcessor, which expands each "
-                f"<{modality}> to the right length, and give one <{modality}> per {modality} input."
-            )
 
     def forward(
         self,
@@ -468,6 +518,9 @@ class XLLMModel(XLLMPreTrainedModel):
         **kwargs,
     ) -> XLLMModelOutputWithPast:
         r"""
+        Media come under the names of the modality table (`model_modalities.MODALITIES`); a modality
+        added to the table passes its tensors as keyword arguments of the same kind.
+
         pixel_values (`torch.Tensor` of shape `(images, channels, height, width)`): all images of the batch.
         pixel_values_videos (`torch.Tensor` of shape `(videos, frames, channels, height, width)`).
         qformer_input_ids (`torch.LongTensor` of shape `(batch, instruction_length)`): the instruction
@@ -481,62 +534,81 @@ class XLLMModel(XLLMPreTrainedModel):
             encoder's input format; `speech_attention_mask` marks real input.
         speech_target_lengths (`torch.LongTensor` of shape `(speech_items,)`): transcript token
             counts; in training CIF then fires exactly that many tokens.
-        labels (`torch.LongTensor`): spliced along with the speech tokens and returned aligned.
+        labels (`torch.LongTensor`): spliced along with variable-length tokens and returned aligned.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
-        media = {
-            "image": (pixel_values, None),
-            "video": (pixel_values_videos, None),
-            "audio": (audio_features, audio_window_mask),
-            "point_cloud": (point_clouds, None),
-        }
+        media = media_by_modality(
+            media_inputs(
+                kwargs,
+                pixel_values=pixel_values,
+                pixel_values_videos=pixel_values_videos,
+                audio_features=audio_features,
+                audio_window_mask=audio_window_mask,
+                point_clouds=point_clouds,
+                speech_features=speech_features,
+                speech_attention_mask=speech_attention_mask,
+                speech_target_lengths=speech_target_lengths,
+            )
+        )
+        precomputed = dict(mm_encoder_outputs or {})
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (batch, seq, llm_width)
-        elif any(values is not None for values, _ in media.values()) or speech_features is not None:
+        elif media or precomputed:
             raise ValueError(
                 "Media inputs need `input_ids` to locate their placeholders; got `inputs_embeds` only."
             )
-
-        modality_features = dict(mm_encoder_outputs or {})
-        if "speech" in modality_features:
+        if qformer_input_ids is not None and input_ids is not None and len(qformer_input_ids) != len(input_ids):
             raise ValueError(
-                "Speech features have a variable length: pass `speech_features`, not precomputed ones."
+                f"`qformer_input_ids` must have one row per sample of `input_ids` ({len(input_ids)}), got "
+                f"{len(qformer_input_ids)}."
             )
-        if modality_features and input_ids is None:
+        variable_length = [m for m in (*precomputed, *media) if model_modality(m).layout == "sequence"]
+        if any(m in precomputed for m in variable_length):
             raise ValueError(
-                "Precomputed `mm_encoder_outputs` need `input_ids` to locate their placeholders."
+                f"{variable_length[0].capitalize()} features have a variable length: pass "
+                f"`{model_modality(variable_length[0]).input_name}`, not precomputed ones."
             )
-        for modality, (values, window_mask) in media.items():
-            if values is not None and modality not in modality_features:
-                modality_features[modality] = self._placeholder_features(
-                    modality, values, window_mask, input_ids, qformer_input_ids, qformer_attention_mask
-                )
-        for modality, features in modality_features.items():
-            token_id = self.config.placeholder_token_id(modality)
-            num_items = features.shape[0]
-            features = features.reshape(-1, features.shape[-1])  # (tokens, llm_width)
-            self._check_placeholder_count(modality, input_ids, token_id, features.shape[0], num_items)
-            placeholder_mask = (input_ids == token_id).unsqueeze(-1)  # (batch, seq, 1)
-            inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask, features.to(inputs_embeds.dtype))
 
-        spliced = {}
-        quantity_loss = None
-        if speech_features is not None:
-            speech = self.get_speech_features(speech_features, speech_attention_mask, speech_target_lengths)
-            quantity_loss = speech.quantity_loss
-            modality_features["speech"] = speech.token_embeddings
+        modality_features = {}
+        for modality, features in precomputed.items():  # (items, tokens, llm_width)
+            placeholder_mask = input_ids == self.config.placeholder_token_id(modality)
+            check_placeholder_count(modality, placeholder_mask, torch.full((len(features),), features.shape[1]))
+            inputs_embeds = inputs_embeds.masked_scatter(
+                placeholder_mask.unsqueeze(-1), features.to(inputs_embeds.dtype)
+            )
+            modality_features[modality] = features
+        spliced_media = {}
+        for modality, given in media.items():
+            if modality in precomputed:
+                continue
+            placeholder_mask = input_ids == self.config.placeholder_token_id(modality)
+            features = self._placeholder_features(
+                modality, given, placeholder_mask, qformer_input_ids, qformer_attention_mask
+            )
+            modality_features[modality] = features.token_embeddings
+            if model_modality(modality).layout == "sequence":
+                spliced_media[modality] = (features, placeholder_mask)
+                continue
+            inputs_embeds = inputs_embeds.masked_scatter(
+                placeholder_mask.unsqueeze(-1), real_tokens(features).to(inputs_embeds.dtype)
+            )
+
+        spliced, quantity_loss = {}, None
+        if spliced_media:
             right_padded = attention_mask is not None and bool((attention_mask[:, -1] == 0).any())
+            placeholder_mask, tokens, lengths = merge_by_position(spliced_media)
             inputs_embeds, attention_mask, position_ids, labels = splice_variable_length_features(
                 inputs_embeds,
-                input_ids == self.config.speech_token_id,
+                placeholder_mask,
                 attention_mask,
-                speech.token_embeddings,
-                speech.token_lengths,
+                tokens,
+                lengths,
                 labels,
                 padding_side="right" if right_padded else "left",
             )
             spliced = {"attention_mask": attention_mask, "position_ids": position_ids, "labels": labels}
+            quantity_loss = self.weighted_quantity_loss({m: f for m, (f, _) in spliced_media.items()})
 
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
             # Left padding must not shift positions: each sample counts from its first real token.
@@ -560,6 +632,34 @@ class XLLMModel(XLLMPreTrainedModel):
             quantity_loss=quantity_loss,
             **spliced,
         )
+
+    def weighted_quantity_loss(self, features: dict[str, XLLMModalityFeatures]) -> torch.Tensor | None:
+        """CIF's quantity losses, each weighted by its interface's `quantity_loss_weight` (None without
+        target lengths)."""
+        terms = [
+            self.config.interface_config(modality).quantity_loss_weight * output.quantity_loss
+            for modality, output in features.items()
+            if output.quantity_loss is not None
+        ]
+        return sum(terms) if terms else None
+
+
+def merge_by_position(
+    spliced_media: dict[str, tuple[XLLMModalityFeatures, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All variable-length placeholders as one mask, with their items' tokens in placeholder order
+    (row-major): (batch, seq) bool, (items, max_tokens, llm_width), (items,)."""
+    masks = [mask for _, mask in spliced_media.values()]
+    placeholder_mask = torch.stack(masks).any(0)
+    width = max(features.token_embeddings.shape[1] for features, _ in spliced_media.values())
+    positions, tokens, lengths = [], [], []
+    for features, mask in spliced_media.values():
+        positions.append(torch.nonzero(mask.flatten()).flatten())
+        embeddings = features.token_embeddings
+        tokens.append(torch.nn.functional.pad(embeddings, (0, 0, 0, width - embeddings.shape[1])))
+        lengths.append(features.token_lengths)
+    order = torch.cat(positions).argsort()
+    return placeholder_mask, torch.cat(tokens)[order], torch.cat(lengths)[order]
 
 
 def input_embedding_path(module: nn.Module) -> str:
@@ -631,7 +731,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             # `XLLMModel` builds its LLM with `AutoModel.from_config`, which asks for the consent again; map
             # the trusted config class to the backbone class just loaded, as transformers does for its own Auto class.
             AutoModel.register(type(language_model.config), type(language_model.base_model), exist_ok=True)
-        placeholders = [f"<{modality}>" for modality in interfaces]
+        placeholders = [placeholder(modality) for modality in interfaces]
         missing = [token for token in placeholders if token not in tokenizer.get_vocab()]
         if missing:
             tokenizer.add_special_tokens(
@@ -642,10 +742,10 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         loaded_encoders = {name: load_pretrained_encoder(path) for name, path in encoders.items()}
         config = XLLMConfig(
             text_config=language_model.config,
-            **{f"{name}_config": encoder.config for name, encoder in loaded_encoders.items()},
-            **{f"{modality}_interface_config": interface for modality, interface in interfaces.items()},
+            **{encoder_config_key(name): encoder.config for name, encoder in loaded_encoders.items()},
+            **{interface_config_key(modality): interface for modality, interface in interfaces.items()},
             **{
-                f"{modality}_token_id": tokenizer.convert_tokens_to_ids(f"<{modality}>")
+                token_id_key(modality): tokenizer.convert_tokens_to_ids(placeholder(modality))
                 for modality in interfaces
             },
             **config_kwargs,
@@ -685,7 +785,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     def get_point_cloud_features(self, point_clouds: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model.get_point_cloud_features(point_clouds, **kwargs)
 
-    def get_speech_features(self, speech_features: torch.Tensor, **kwargs) -> CFormerOutput:
+    def get_speech_features(self, speech_features: torch.Tensor, **kwargs) -> XLLMModalityFeatures:
         return self.model.get_speech_features(speech_features, **kwargs)
 
     def forward(
@@ -715,27 +815,31 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         labels (`torch.LongTensor` of shape `(batch, seq)`): next-token targets aligned with
             `input_ids`; -100 marks positions without loss (prompt, placeholders, padding). With
             speech, the model aligns them with the spliced sequence (returned as `labels`) and adds
-            CIF's quantity loss (weighted by the speech interface's `quantity_loss_weight`).
+            CIF's quantity loss (weighted by the interface's `quantity_loss_weight`).
         """
+        media = media_inputs(  # out of `kwargs`, which also reach the loss function
+            kwargs,
+            pixel_values=pixel_values,
+            pixel_values_videos=pixel_values_videos,
+            audio_features=audio_features,
+            audio_window_mask=audio_window_mask,
+            point_clouds=point_clouds,
+            speech_features=speech_features,
+            speech_attention_mask=speech_attention_mask,
+            speech_target_lengths=speech_target_lengths,
+        )
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
-            pixel_values=pixel_values,
-            pixel_values_videos=pixel_values_videos,
             qformer_input_ids=qformer_input_ids,
             qformer_attention_mask=qformer_attention_mask,
-            audio_features=audio_features,
-            audio_window_mask=audio_window_mask,
-            point_clouds=point_clouds,
             mm_encoder_outputs=mm_encoder_outputs,
-            speech_features=speech_features,
-            speech_attention_mask=speech_attention_mask,
-            speech_target_lengths=speech_target_lengths,
             labels=labels,
             use_cache=use_cache,
+            **media,
             **kwargs,
         )
         if outputs.labels is not None:
@@ -748,7 +852,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )
             if outputs.quantity_loss is not None:
-                loss = loss + self.config.speech_interface_config.quantity_loss_weight * outputs.quantity_loss
+                loss = loss + outputs.quantity_loss
         return XLLMCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -767,8 +871,9 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             *args, is_first_iteration=is_first_iteration, **kwargs
         )
         if not is_first_iteration and kwargs.get("use_cache", True):
-            for name in MEDIA_INPUT_NAMES_AFTER_PREFILL:  # media are in the cache after prefill
-                model_inputs.pop(name, None)
+            for row in MODALITIES.values():  # media are in the cache after prefill
+                for name in row.input_names:
+                    model_inputs.pop(name, None)
         return model_inputs
 
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs: dict, *args, **kwargs) -> dict:
@@ -779,4 +884,4 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         return super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
 
 
-__all__ = ["XLLMForConditionalGeneration", "XLLMModel", "XLLMPreTrainedModel", "MODALITIES"]
+__all__ = ["XLLMForConditionalGeneration", "XLLMModalityFeatures", "XLLMModel", "XLLMPreTrainedModel"]

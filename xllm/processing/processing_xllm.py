@@ -13,38 +13,18 @@ import re
 import warnings
 from importlib import resources
 
-import numpy as np
 import torch
 from transformers import BatchFeature
-from transformers.image_utils import load_image
 from transformers.processing_utils import ProcessorMixin
 
 from .audio_loading_xllm import load_audio
+from .chat_messages_xllm import check_content_types, conversation_instruction, media_of, without_content_types
 from .feature_extraction_audio_xllm import XLLMAudioFeatureExtractor
 from .feature_extraction_point_cloud_xllm import XLLMPointCloudFeatureExtractor
 from .feature_extraction_speech_xllm import XLLMSpeechFeatureExtractor
+from .image_loading_xllm import checked_image
+from .processor_modalities import MODALITIES, ProcessorModality, keywords, placeholder, processor_modality
 
-# Placeholder written in the text for each modality, and the keyword its media come under.
-PLACEHOLDERS = {
-    "image": "<image>",
-    "video": "<video>",
-    "speech": "<speech>",
-    "audio": "<audio>",
-    "point_cloud": "<point_cloud>",
-}
-MEDIA_KEYWORDS = {
-    "image": "images",
-    "video": "videos",
-    "speech": "speech",
-    "audio": "audio",
-    "point_cloud": "point_clouds",
-}
-# Keys of a chat content part that may hold its media item.
-CHAT_MEDIA_KEYS = {
-    "speech": ("speech", "audio", "path", "url"),
-    "audio": ("audio", "path", "url"),
-    "point_cloud": ("point_cloud", "path", "url"),
-}
 # Feature extractors of this package that the processor resolves itself when loading.
 OWN_FEATURE_EXTRACTORS = {
     cls.__name__: cls
@@ -53,9 +33,7 @@ OWN_FEATURE_EXTRACTORS = {
 # Kaldi fbank frame shift of transformers' AST feature extractor: `max_length` frames span max_length / 100 s.
 AST_FRAMES_PER_SECOND = 100
 IGNORE_INDEX = -100
-# Keywords of `XLLMProcessor.__call__` that a misspelling (`image=`) must not silently drop.
-CALL_KEYWORDS = ("text", *MEDIA_KEYWORDS.values(), "instructions", "speech_transcripts")
-CHAT_CONTENT_TYPES = ("text", *PLACEHOLDERS)
+TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "qformer_input_ids", "qformer_attention_mask")
 
 
 def default_chat_template() -> str:
@@ -63,7 +41,12 @@ def default_chat_template() -> str:
     return resources.files(__package__).joinpath("chat_template_xllm.jinja").read_text()
 
 
-def flatten_media(media, name: str) -> list:
+def call_keywords() -> tuple[str, ...]:
+    """Keywords of `XLLMProcessor.__call__` that a misspelling (`image=`) must not silently drop."""
+    return ("text", *keywords(), "instructions", "speech_transcripts")
+
+
+def flatten_media(media, row: ProcessorModality) -> list:
     """Media come flat (one list for the batch) or nested (one list per sample); return them flat."""
     if media is None:
         return []
@@ -71,7 +54,7 @@ def flatten_media(media, name: str) -> list:
         return [media]
     flat = []
     for item in media:
-        if isinstance(item, (list, tuple)) and not (name == "videos" and is_frame_list(item)):
+        if isinstance(item, (list, tuple)) and not (row.preparation == "video" and is_frame_list(item)):
             flat.extend(item)
         else:
             flat.append(item)
@@ -140,14 +123,15 @@ class XLLMProcessor(ProcessorMixin):
         if padding_side not in ("left", "right"):
             raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
         for name, keys in (("modalities", modalities), ("modality_cues", modality_cues)):
-            unknown = sorted(set(keys or ()) - set(PLACEHOLDERS))
+            unknown = sorted(set(keys or ()) - set(MODALITIES))
             if unknown:
-                raise ValueError(f"`{name}` must name modalities among {list(PLACEHOLDERS)}, got {unknown}.")
+                raise ValueError(f"`{name}` must name modalities among {list(MODALITIES)}, got {unknown}.")
         if audio_max_windows is not None and audio_max_windows < 1:
             raise ValueError(
                 f"`audio_max_windows` must be None or a positive int, got {audio_max_windows!r}."
             )
-        missing = [token for token in PLACEHOLDERS.values() if token not in tokenizer.get_vocab()]
+        # In table order: the presets' placeholder token ids assume it.
+        missing = [placeholder(m) for m in MODALITIES if placeholder(m) not in tokenizer.get_vocab()]
         if missing:
             tokenizer.add_special_tokens(
                 {"additional_special_tokens": missing}, replace_extra_special_tokens=False
@@ -179,9 +163,7 @@ class XLLMProcessor(ProcessorMixin):
             point_cloud_feature_extractor,
             chat_template=chat_template,
         )
-        self.placeholder_ids = {
-            m: tokenizer.convert_tokens_to_ids(token) for m, token in PLACEHOLDERS.items()
-        }
+        self.placeholder_ids = {m: tokenizer.convert_tokens_to_ids(placeholder(m)) for m in MODALITIES}
         # Cues are inserted as token ids before each placeholder, so each is tokenized once, here.
         self.cue_token_ids = {
             m: tokenizer(cue, add_special_tokens=False)["input_ids"]
@@ -227,14 +209,10 @@ class XLLMProcessor(ProcessorMixin):
         texts = list(text) if isinstance(text, (list, tuple)) else [text]
         if not all(isinstance(sample, str) for sample in texts):
             raise TypeError(f"`text` must be a string or a list of strings, got {type(text).__name__}.")
+        given = dict(images=images, videos=videos, audio=audio, speech=speech, point_clouds=point_clouds)
+        given.update({keyword: kwargs.pop(keyword) for keyword in keywords() if keyword in kwargs})
         check_keyword_typos(kwargs)
-        media = {
-            "image": flatten_media(images, "images"),
-            "video": flatten_media(videos, "videos"),
-            "speech": flatten_media(speech, "speech"),
-            "audio": flatten_media(audio, "audio"),
-            "point_cloud": flatten_media(point_clouds, "point_clouds"),
-        }
+        media = {modality: flatten_media(given.get(row.keyword), row) for modality, row in MODALITIES.items()}
         if media["audio"] and self.audio_goes_to_speech:
             if media["speech"]:
                 raise ValueError(
@@ -246,29 +224,18 @@ class XLLMProcessor(ProcessorMixin):
 
         data = {}
         tokens_per_item = {}  # modality -> LLM tokens of each of its items, in placeholder order
-        if media["image"]:
-            images = [checked_image(image, f"images[{index}]") for index, image in enumerate(media["image"])]
-            data["pixel_values"] = self.image_processor(images, return_tensors="pt")["pixel_values"]
-            tokens_per_item["image"] = [self._queries("image")] * len(media["image"])
-        if media["video"]:
-            frames_kwargs = {} if num_frames is None else {"num_frames": num_frames}
-            pixel_values_videos = self._video_pixels(media["video"], frames_kwargs)
-            data["pixel_values_videos"] = pixel_values_videos  # (videos, frames, C, H, W)
-            tokens_per_item["video"] = [self._queries("video") * pixel_values_videos.shape[1]] * len(
-                media["video"]
-            )
-        if media["speech"]:
-            data.update(self._speech_features(media["speech"], speech_transcripts))
-        if media["audio"]:
-            max_windows = self.audio_max_windows if audio_max_windows is None else audio_max_windows
-            data.update(self._audio_features(media["audio"], max_windows))
-            windows_per_item = data["audio_window_mask"].sum(1).tolist()
-            tokens_per_item["audio"] = [self._queries("audio") * count for count in windows_per_item]
-        if media["point_cloud"]:
-            data["point_clouds"] = self.point_cloud_feature_extractor(
-                media["point_cloud"], return_tensors="pt"
-            )["point_clouds"]  # (clouds, points, 3 or 6)
-            tokens_per_item["point_cloud"] = [self._queries("point_cloud")] * len(media["point_cloud"])
+        for modality, items in media.items():
+            if items:
+                prepared = self.prepare_media(
+                    modality,
+                    items,
+                    num_frames=num_frames,
+                    max_windows=audio_max_windows,
+                    transcripts=speech_transcripts,
+                )
+                data.update(prepared)
+                if MODALITIES[modality].layout != "sequence":  # CIF decides: one placeholder stays
+                    tokens_per_item[modality] = self._tokens_per_item(modality, prepared)
 
         encoding = self.tokenizer(
             texts, add_special_tokens=add_special_tokens, return_offsets_mapping=return_offsets_mapping
@@ -289,19 +256,59 @@ class XLLMProcessor(ProcessorMixin):
         modalities = self.modalities or ()
         return "speech" in modalities and "audio" not in modalities
 
-    def _audio_features(self, audio: list, max_windows: int | None) -> dict:
-        """`audio_features` (audios, windows, *window_input) and `audio_window_mask` (audios, windows)."""
+    def prepare_media(
+        self,
+        modality: str,
+        items: list,
+        num_frames: int | None = None,
+        max_windows: int | None = None,
+        transcripts: list[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The model inputs of one modality's items, without text (see `processor_modalities.py` for how
+        each kind is prepared): what `__call__` gives for them, and what stage 1 trains on. `num_frames`
+        (videos), `max_windows` (sounds; default: the processor's `audio_max_windows`) and `transcripts`
+        (speech: CIF's target lengths) apply to their kinds only."""
+        row = processor_modality(modality)
+        sub_processor = getattr(self, row.sub_processor)
+        loaded = [self._load(row, item, f"{row.keyword}[{index}]") for index, item in enumerate(items)]
+        if row.preparation == "video":
+            return {row.outputs[0]: self._video_pixels(loaded, row, num_frames)}
+        if row.preparation == "audio_windows":
+            windows = self.audio_max_windows if max_windows is None else max_windows
+            return dict(zip(row.outputs, self._audio_windows(loaded, windows), strict=True))
+        if row.preparation == "speech":
+            return self._speech_features(loaded, row, transcripts)
+        features = sub_processor(loaded, return_tensors="pt")
+        return {row.outputs[0]: features[sub_processor.model_input_names[0]]}
+
+    def _load(self, row: ProcessorModality, item, name: str):
+        """One item through its row's loader, here so that errors name the processor's argument."""
+        if row.loader == "image":
+            return checked_image(item, name)
+        if row.loader == "audio":
+            return load_audio(
+                item, target_sampling_rate=getattr(self, row.sub_processor).sampling_rate, name=name
+            )
+        return item
+
+    def _tokens_per_item(self, modality: str, prepared: dict[str, torch.Tensor]) -> list[int]:
+        """Interface outputs per item: its queries, times its frames or real windows."""
+        row = MODALITIES[modality]
+        media = prepared[row.outputs[0]]
+        if row.layout == "single":
+            windows = [1] * len(media)
+        elif len(row.outputs) > 1:  # a mask of real windows
+            windows = prepared[row.outputs[1]].sum(1).tolist()
+        else:
+            windows = [media.shape[1]] * len(media)
+        return [self._queries(modality) * count for count in windows]
+
+    def _audio_windows(self, waveforms: list, max_windows: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(audios, windows, *window_input) features and the (audios, windows) mask of real windows."""
         extractor = self.audio_feature_extractor
-        waveforms = [
-            load_audio(item, target_sampling_rate=extractor.sampling_rate, name=f"audio[{index}]")
-            for index, item in enumerate(audio)
-        ]  # loaded here so errors name the processor's argument
         if "window_mask" in extractor.model_input_names:  # the extractor windows itself (BEATs)
             features = extractor(waveforms, max_windows=max_windows, return_tensors="pt")
-            return {
-                "audio_features": features["input_features"],
-                "audio_window_mask": features["window_mask"],
-            }
+            return features["input_features"], features["window_mask"]
         window_samples = round(self.resolved_audio_window_seconds * extractor.sampling_rate)
         clips = [
             split_waveform(waveform, window_samples, max_windows, name=f"audio[{index}]")
@@ -317,7 +324,7 @@ class XLLMProcessor(ProcessorMixin):
             window_mask[index, : len(clip)] = 1
         audio_features = window_features.new_zeros(len(clips), num_windows, *window_features.shape[1:])
         audio_features[window_mask.bool()] = window_features  # (audios, windows, *window_input)
-        return {"audio_features": audio_features, "audio_window_mask": window_mask}
+        return audio_features, window_mask
 
     @property
     def resolved_audio_window_seconds(self) -> float:
@@ -334,12 +341,8 @@ class XLLMProcessor(ProcessorMixin):
             "window length; pass `audio_window_seconds` to the processor."
         )
 
-    def _speech_features(self, speech: list, transcripts: list[str] | None) -> dict:
-        extractor = self.speech_feature_extractor
-        waveforms = [
-            load_audio(item, target_sampling_rate=extractor.sampling_rate, name=f"speech[{index}]")
-            for index, item in enumerate(speech)
-        ]
+    def _speech_features(self, waveforms: list, row: ProcessorModality, transcripts: list[str] | None) -> dict:
+        extractor = getattr(self, row.sub_processor)
         # Whisper-style extractors define a fixed window (`n_samples`, 30 s) that their encoder requires.
         padding = "max_length" if hasattr(extractor, "n_samples") else "longest"
         features = extractor(
@@ -350,12 +353,13 @@ class XLLMProcessor(ProcessorMixin):
             return_tensors="pt",
         )
         main_input = "input_features" if "input_features" in features else "input_values"
-        data = {"speech_features": features[main_input], "speech_attention_mask": features["attention_mask"]}
+        media_name, mask_name = row.outputs
+        data = {media_name: features[main_input], mask_name: features["attention_mask"]}
         if transcripts is not None:
-            if len(transcripts) != len(speech):
+            if len(transcripts) != len(waveforms):
                 raise ValueError(
                     f"`speech_transcripts` must have one entry per speech input: got {len(transcripts)} for "
-                    f"{len(speech)}."
+                    f"{len(waveforms)}."
                 )
             token_counts = [
                 len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in transcripts
@@ -363,16 +367,19 @@ class XLLMProcessor(ProcessorMixin):
             data["speech_target_lengths"] = torch.tensor(token_counts)
         return data
 
-    def _video_pixels(self, videos: list, frames_kwargs: dict) -> torch.Tensor:
-        """`pixel_values_videos` (videos, frames, C, H, W); an undecodable file is a ValueError."""
+    def _video_pixels(self, videos: list, row: ProcessorModality, num_frames: int | None) -> torch.Tensor:
+        """(videos, frames, C, H, W); an undecodable file is a ValueError."""
+        frames_kwargs = {} if num_frames is None else {"num_frames": num_frames}
+        processor = getattr(self, row.sub_processor)
         try:
-            return self.video_processor(videos, return_tensors="pt", **frames_kwargs)["pixel_values_videos"]
+            return processor(videos, return_tensors="pt", **frames_kwargs)[processor.model_input_names[0]]
         except RuntimeError as error:  # torchcodec reports a file it cannot open as a RuntimeError
             files = [os.fspath(video) for video in videos if isinstance(video, (str, os.PathLike))]
             if not files:
                 raise
             raise ValueError(
-                f"`videos` must be video files that decode or frame arrays; decoding one of {files} failed: {error}"
+                f"`{row.keyword}` must be video files that decode or frame arrays; decoding one of {files} failed: "
+                f"{error}"
             ) from error
 
     def _truncate_left(self, sample: dict[str, list], max_length: int, index: int) -> dict[str, list]:
@@ -417,13 +424,12 @@ class XLLMProcessor(ProcessorMixin):
     @staticmethod
     def _check_media_counts(texts: list[str], media: dict[str, list]) -> None:
         for modality, items in media.items():
-            placeholder = PLACEHOLDERS[modality]
-            count = sum(sample.count(placeholder) for sample in texts)
+            token = placeholder(modality)
+            count = sum(sample.count(token) for sample in texts)
             if count != len(items):
-                keyword = MEDIA_KEYWORDS[modality]
                 raise ValueError(
-                    f"The text has {count} {placeholder} placeholder(s) but {len(items)} {modality} input(s) were "
-                    f"given in `{keyword}`; write one {placeholder} per {modality}."
+                    f"The text has {count} {token} placeholder(s) but {len(items)} {modality} input(s) were "
+                    f"given in `{MODALITIES[modality].keyword}`; write one {token} per {modality}."
                 )
 
     def _expand_placeholders(
@@ -478,7 +484,7 @@ class XLLMProcessor(ProcessorMixin):
 
     def _tokenize_instructions(self, texts: list[str], instructions: str | list[str] | None) -> dict:
         if instructions is None:
-            pattern = "|".join(re.escape(token) for token in PLACEHOLDERS.values())
+            pattern = "|".join(re.escape(placeholder(m)) for m in MODALITIES)
             instructions = [" ".join(re.sub(pattern, " ", sample).split()) for sample in texts]
         elif isinstance(instructions, str):
             instructions = [instructions]
@@ -501,28 +507,26 @@ class XLLMProcessor(ProcessorMixin):
     def _multimodal_inputs_from_conversations(
         self, conversations, audio_loading_params, load_audio_from_video=False
     ):
-        """Images and videos as `ProcessorMixin` extracts them; speech, audio and point clouds as they
-        are in the messages, for this processor's own loaders. Audio parts are hidden from
-        `ProcessorMixin`, which would decode them with transformers' loader."""
+        """Images and videos as `ProcessorMixin` extracts them; every other modality as its parts hold it,
+        for this processor's own loaders. Audio parts are hidden from `ProcessorMixin`, which would decode
+        them with transformers' loader."""
         if load_audio_from_video:
             raise ValueError(
                 "`load_audio_from_video=True` is not supported: give the sound track as its own "
                 "{'type': 'audio', 'audio': ...} part."
             )
-        without_audio = [[without_content_type(message, "audio") for message in c] for c in conversations]
-        images, videos, _, extra = super()._multimodal_inputs_from_conversations(
-            without_audio, audio_loading_params
-        )
+        ours = [modality for modality, row in MODALITIES.items() if not row.chat_via_transformers]
+        visible = [[without_content_types(message, ours) for message in c] for c in conversations]
+        images, videos, _, extra = super()._multimodal_inputs_from_conversations(visible, audio_loading_params)
         extra["instructions"] = [conversation_instruction(conversation) for conversation in conversations]
-        speech = [item for conversation in conversations for item in media_of(conversation, "speech")]
-        point_clouds = [
-            item for conversation in conversations for item in media_of(conversation, "point_cloud")
-        ]
-        if speech:
-            extra["speech"] = speech
-        if point_clouds:
-            extra["point_clouds"] = point_clouds
-        audio = [item for conversation in conversations for item in media_of(conversation, "audio")]
+        audio = []
+        for modality in ours:
+            row = MODALITIES[modality]
+            items = [item for c in conversations for item in media_of(c, modality, row.chat_keys)]
+            if row.keyword == "audio":  # `ProcessorMixin.apply_chat_template` passes `audio=` itself
+                audio = items
+            elif items:
+                extra[row.keyword] = items
         return images, videos, audio, extra
 
     def apply_chat_template(self, conversation, chat_template: str | None = None, **kwargs):
@@ -532,7 +536,7 @@ class XLLMProcessor(ProcessorMixin):
         Content parts of an unknown type are a ValueError (the template would drop them silently). A
         conversation without assistant tokens cannot be trained on (its labels would all be -100): with
         `return_assistant_tokens_mask=True` it is a ValueError."""
-        check_content_types(conversation)
+        check_content_types(conversation, ("text", *MODALITIES))
         outputs = super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
         if (
             kwargs.get("return_assistant_tokens_mask")
@@ -562,108 +566,20 @@ class XLLMProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        return [
-            "input_ids",
-            "attention_mask",
-            "pixel_values",
-            "pixel_values_videos",
-            "qformer_input_ids",
-            "qformer_attention_mask",
-            "speech_features",
-            "speech_attention_mask",
-            "audio_features",
-            "audio_window_mask",
-            "point_clouds",
-        ]
+        """Text and Q-Former inputs, then every modality's tensors, as the modality table names them."""
+        return [*TEXT_INPUT_NAMES, *(name for row in MODALITIES.values() for name in row.outputs)]
 
 
 def check_keyword_typos(kwargs: dict) -> None:
     """Processors accept extra keywords for their sub-processors, so media under a misspelt keyword
     (`image=`, `pointclouds=`) would be dropped silently: a keyword close to one of ours is a TypeError."""
     for name in kwargs:
-        close = difflib.get_close_matches(name, CALL_KEYWORDS, n=1, cutoff=0.8)
+        close = difflib.get_close_matches(name, call_keywords(), n=1, cutoff=0.8)
         if close:
             raise TypeError(
                 f"XLLMProcessor got an unexpected keyword argument `{name}` (did you mean `{close[0]}`?); media "
-                f"keywords are {list(MEDIA_KEYWORDS.values())}."
+                f"keywords are {list(keywords())}."
             )
-
-
-def checked_image(image, name: str):
-    """One image ready for the image processor. Files are decoded here, so a corrupt one fails with its
-    name; a 2-D (grayscale) array gets three equal channels, as the image processor's RGB conversion
-    gives grayscale PIL images; empty images and arrays of other than real numbers are refused."""
-    if isinstance(image, (str, os.PathLike)):
-        try:
-            return load_image(os.fspath(image))
-        except (OSError, ValueError) as error:
-            raise ValueError(
-                f"`{name}` must be an image file, URL or base64 string that decodes; {os.fspath(image)[:200]!r} "
-                f"did not ({error})"
-            ) from error
-    if isinstance(image, (np.ndarray, torch.Tensor)):
-        return checked_image_array(image, name)
-    width, height = getattr(image, "width", 1), getattr(image, "height", 1)
-    if width == 0 or height == 0:
-        raise ValueError(f"`{name}` must have at least one pixel, got a {width}x{height} image")
-    return image
-
-
-def checked_image_array(image: np.ndarray | torch.Tensor, name: str) -> np.ndarray | torch.Tensor:
-    """An image array of integers (0-255) or floats, (height, width) or with a channel axis."""
-    if isinstance(image, torch.Tensor):
-        real_numbers = not image.dtype.is_complex and image.dtype != torch.bool
-    else:
-        real_numbers = np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
-    if not real_numbers:
-        raise TypeError(f"`{name}` must hold integers (0-255) or floats, got dtype {image.dtype}")
-    if image.ndim not in (2, 3) or 0 in image.shape:
-        raise ValueError(
-            f"`{name}` must be a non-empty (height, width) or (height, width, channels) / (channels, height, "
-            f"width) array, got shape {tuple(image.shape)}"
-        )
-    if image.ndim == 2:  # grayscale -> (height, width, 3) / (3, height, width)
-        return (
-            np.repeat(image[..., None], 3, axis=-1)
-            if isinstance(image, np.ndarray)
-            else image.expand(3, -1, -1)
-        )
-    return image
-
-
-def check_content_types(conversation) -> None:
-    """Refuse content parts the chat template would drop silently (`{"type": "smell"}`)."""
-    conversations = [conversation] if conversation and isinstance(conversation[0], dict) else conversation
-    for messages in conversations:
-        for message in messages:
-            content = message.get("content")
-            for part in content if isinstance(content, list) else ():
-                if part.get("type") not in CHAT_CONTENT_TYPES:
-                    raise ValueError(
-                        f"`conversation` content parts must have a `type` among {list(CHAT_CONTENT_TYPES)}, got "
-                        f"{part.get('type')!r}."
-                    )
-
-
-def media_of(conversation: list[dict], content_type: str) -> list:
-    """The media of one content type in a conversation, in order (`{"type": "speech", "path": ...}`)."""
-    items = []
-    for message in conversation:
-        content = message.get("content") or []
-        if isinstance(content, str):
-            continue
-        for part in content:
-            if part.get("type") == content_type:
-                items.extend(part[key] for key in CHAT_MEDIA_KEYS[content_type] if key in part)
-    return items
-
-
-def without_content_type(message: dict, content_type: str) -> dict:
-    """A copy of `message` without its parts of `content_type`."""
-    content = message.get("content")
-    if not isinstance(content, list):
-        return message
-    return {**message, "content": [part for part in content if part.get("type") != content_type]}
 
 
 def split_waveform(waveform, window_samples: int, max_windows: int | None, name: str) -> list:
@@ -679,20 +595,6 @@ def split_waveform(waveform, window_samples: int, max_windows: int | None, name:
         )
         windows = windows[:max_windows]
     return windows
-
-
-def conversation_instruction(conversation: list[dict]) -> str:
-    """What the Q-Former reads: the text of the user turns (left truncation keeps the latest)."""
-    texts = []
-    for message in conversation:
-        if message.get("role") != "user":
-            continue
-        content = message.get("content") or []
-        if isinstance(content, str):
-            texts.append(content)
-        else:
-            texts.extend(part["text"] for part in content if part.get("type") == "text")
-    return " ".join(" ".join(texts).split())
 
 
 __all__ = ["XLLMProcessor"]

@@ -1,42 +1,40 @@
-"""The three training stages as `transformers.Trainer` subclasses, and their data loading.
+"""The three training stages as `transformers.Trainer` subclasses, their data and their checkpoints.
 
-Stage 1 (`InterfacePretrainingTrainer`): each interface against its own frozen encoder.
-Stage 2 (`AlignmentTrainer`): each interface against the frozen LLM.
-Stage 3 (`InstructionTuningTrainer`): mixed instruction data, optional LoRA on the LLM.
+Stage 1 (`stage1_interface_pretraining.py`): each interface against its own frozen encoder.
+Stage 2 (`stage2_alignment.py`): each interface against the frozen LLM.
+Stage 3 (`stage3_instruction_tuning.py`, or `stage3_trl.py` through TRL): mixed instruction data,
+optional LoRA on the LLM.
+What every stage shares is in `stage_training.py`, checkpoints in `checkpointing.py`, manifests and
+the collator in `data.py`, and a run from a YAML file (`xllm train`) in `training_run.py`.
 """
 
-from .cli import add_train_command, run_training
-from .data import XLLMDataCollator, load_manifest, mix_datasets
-from .pretraining import (
+from .checkpointing import is_complete_checkpoint, last_complete_checkpoint
+from xllm.manifests import load_manifest, mix_datasets
+
+from .data import XLLMDataCollator
+from .stage1_interface_pretraining import (
     CFormerPretrainingHeads,
     InterfacePretrainingTrainer,
-    PretrainingCollator,
+    QFormerPretrainingCollator,
     QFormerPretrainingHeads,
     SpeechRecognitionCollator,
     load_interface_checkpoint,
 )
-from .sft import XLLMSFTTrainer
-from .stages import (
-    AlignmentTrainer,
-    InstructionTuningTrainer,
-    default_lora_config,
-    init_video_from_image,
-    is_complete_checkpoint,
-    last_complete_checkpoint,
-)
+from .stage2_alignment import AlignmentTrainer, init_video_from_image
+from .stage3_instruction_tuning import InstructionTuningTrainer, default_lora_config
+from .stage3_trl import XLLMSFTTrainer
+from .training_run import run_training
 
 __all__ = [
     "AlignmentTrainer",
     "CFormerPretrainingHeads",
-    "SpeechRecognitionCollator",
-    "XLLMSFTTrainer",
-    "add_train_command",
-    "run_training",
     "InstructionTuningTrainer",
     "InterfacePretrainingTrainer",
-    "PretrainingCollator",
+    "QFormerPretrainingCollator",
     "QFormerPretrainingHeads",
+    "SpeechRecognitionCollator",
     "XLLMDataCollator",
+    "XLLMSFTTrainer",
     "default_lora_config",
     "init_video_from_image",
     "is_complete_checkpoint",
@@ -44,4 +42,5 @@ __all__ = [
     "load_interface_checkpoint",
     "load_manifest",
     "mix_datasets",
+    "run_training",
 ]

@@ -5,14 +5,14 @@ generalisation; a DisCRn-style cross-modal test set pairs items of two modalitie
 """
 
 from .build import WorldSizes, build_world, load_world
-from .discrn import SHARED_ATTRIBUTES, build_discrn, text_comparisons
+from .discrn import SHARED_ATTRIBUTES, build_discrn_test_sets, text_comparisons
 from .vocabulary import ATTRIBUTES, caption, comparison_prompt, world_vocabulary
 
 __all__ = [
     "ATTRIBUTES",
     "SHARED_ATTRIBUTES",
     "WorldSizes",
-    "build_discrn",
+    "build_discrn_test_sets",
     "build_world",
     "caption",
     "comparison_prompt",

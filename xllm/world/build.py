@@ -32,7 +32,7 @@ from datasets import (
     load_from_disk,
 )
 
-from .discrn import build_discrn
+from .discrn import build_discrn_test_sets
 from .images import render_image
 from .point_clouds import make_primitive, sample_point_cloud
 from .sounds import synthesise_sound
@@ -206,7 +206,7 @@ def build_world(
             DatasetDict(splits).save_to_disk(output_dir / modality)
             # The in-memory copy: selecting rows of the saved one would write cache files beside it.
             test_sets[modality] = splits["test"]
-        build_discrn(test_sets, sizes.discrn_pairs, seed).save_to_disk(output_dir / "discrn")
+        build_discrn_test_sets(test_sets, sizes.discrn_pairs, seed).save_to_disk(output_dir / "discrn")
     manifest = {
         "seed": seed,
         "sizes": asdict(sizes),

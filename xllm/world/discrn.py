@@ -6,7 +6,7 @@ is the target item's, and the other item is drawn among those with a *different*
 exactly one of the two answers the question. Answers alternate first / second (balanced to
 one pair), and the pools swap places every two pairs, so each modality comes first half the time.
 
-The cross-modal test set (`build_discrn`) uses test-split items only; the text-only examples
+The cross-modal test set (`build_discrn_test_sets`) uses test-split items only; the text-only examples
 (`text_comparisons`) that teach the language model the task use captions drawn over every
 attribute combination (text only: no media is involved, see `random_descriptions`).
 """
@@ -108,7 +108,7 @@ def text_comparisons(count: int, seed: int = 0) -> Dataset:
     return Dataset.from_list([examples[i] for i in rng.permutation(len(examples))])
 
 
-def build_discrn(test_sets: Mapping[str, Dataset], count: int, seed: int = 0) -> DatasetDict:
+def build_discrn_test_sets(test_sets: Mapping[str, Dataset], count: int, seed: int = 0) -> DatasetDict:
     """The cross-modal test set: `count` pairs per pair type, from the given test splits.
 
     One dataset per pair type ("image_point_cloud", "audio_video") with both media columns (named

@@ -1,22 +1,27 @@
-"""Stage 1: interface pre-training against its own frozen encoder, without the LLM.
+"""Stage 1, interface pre-training: each interface against its own frozen encoder, without the LLM.
 
-For a Q-Former (`QFormerPretrainingHeads`), the three BLIP-2 stage-1 objectives on (media, text) pairs:
+For a Q-Former (`QFormerPretrainingHeads`, any fixed-length modality), the three BLIP-2 stage-1
+objectives on (media, caption) pairs:
 
-* contrastive (ITC): query outputs vs. the text's [CLS], similarity = max over queries;
-* matching (ITM): binary match / no match on [queries; text] with hard negatives sampled from the
+* contrastive (ITC): query outputs vs. the caption's [CLS], similarity = max over queries;
+* matching (ITM): binary match / no match on [queries; caption] with hard negatives sampled from the
   contrastive similarities;
-* media-grounded generation (ITG): the text decoded causally, every text token seeing all queries.
+* media-grounded generation (ITG): the caption decoded causally, every text token seeing all queries.
 
-The heads used only here (projections, matching head, LM head tied to the word embeddings) live in
-`QFormerPretrainingHeads`; the trainer saves the interface alone (`save_pretrained`), which
-`load_interface_checkpoint` puts into a full model for stage 2.
+The objectives read one encoder input at a time: an image or a point cloud is one, a video gives one
+per frame and a sound one per window, each paired with the item's caption. Frames and windows of one
+item share its caption, so they are positives of each other and never contrastive or matching
+negatives (`same_text_pairs`).
 
 For the speech C-Former (`CFormerPretrainingHeads`): speech recognition through CIF. CIF fires as
 many tokens as the transcript has (in the LLM tokenizer's vocabulary, the tokens the C-Former stands
 in for in stages 2 and 3); a linear head on each token's C-Former state predicts that token
 (cross-entropy), plus CIF's quantity loss, plus optionally CTC on the encoder frames.
 
-Each interface kind maps to its wrapper in `PRETRAINING_WRAPPERS`.
+Both read their encoder through `modeling_media.encode_media`, the path the composite model uses. The
+heads used only here live in the wrappers; the trainer saves the interface alone (`save_pretrained`),
+which `load_interface_checkpoint` puts into a full model for stage 2. The interface kind decides the
+wrapper and its collator (`STAGE_ONE`).
 """
 
 from dataclasses import dataclass
@@ -27,11 +32,12 @@ from torch import nn
 from transformers import Trainer
 from transformers.modeling_outputs import ModelOutput
 
-from xllm.modeling_xllm.modeling_speech_encoder import encoder_input_name, speech_frame_mask
-from xllm.modeling_xllm.modeling_xllm import select_encoder_features
+from xllm.modeling_xllm.model_modalities import model_modality
+from xllm.modeling_xllm.modeling_media import encode_media
+from xllm.processing.processor_modalities import processor_modality
 
-from .data import example_conversation
-from .stages import StageTrainingMixin, unwrap_peft
+from xllm.manifests import decoded_media, example_answer
+from .stage_training import StageTrainingMixin, unwrap_peft
 
 TEMPERATURE_RANGE = (0.001, 0.5)  # BLIP-2 clamps its learned contrastive temperature to this range
 
@@ -82,10 +88,11 @@ class QFormerPretrainingHeads(FrozenEncoderHeads):
     """A Q-Former interface, its frozen encoder and the BLIP-2 stage-1 heads; `forward` returns the
     sum of the three losses and each term."""
 
-    def __init__(self, interface: nn.Module, encoder: nn.Module, embed_dim: int = 256):
+    def __init__(self, interface: nn.Module, encoder: nn.Module, modality: str, embed_dim: int = 256):
         super().__init__()
         self.interface = interface
         self.encoder = encoder
+        self.modality = modality
         width = interface.config.hidden_size
         self.vision_proj = nn.Linear(width, embed_dim)
         self.text_proj = nn.Linear(width, embed_dim)
@@ -97,16 +104,23 @@ class QFormerPretrainingHeads(FrozenEncoderHeads):
     @classmethod
     def for_model(cls, model: nn.Module, modality: str) -> "QFormerPretrainingHeads":
         """The heads of `modality`'s interface in an `XLLMModel`."""
-        return cls(model.interfaces[modality], model.encoder_for(modality))
+        return cls(model.interfaces[modality], model.encoder_for(modality), modality)
 
-    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def encode(self, media: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoder inputs, tokens, encoder_width) after the interface's LayerNorm, and the encoder inputs
+        of each item (frames, windows)."""
         with torch.no_grad():
-            outputs = self.encoder(pixel_values=pixel_values, output_hidden_states=True, return_dict=True)
-        features = select_encoder_features(outputs.hidden_states, self.interface.config)
-        return self.interface.encoder_layer_norm(features)  # (batch, encoder_tokens, encoder_width)
+            encoded = encode_media(self.encoder, self.interface.config, self.modality, media, mask)
+        return self.interface.encoder_layer_norm(encoded.features), encoded.inputs_per_item
 
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        features = self.encode(pixel_values)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **media: torch.Tensor):
+        """`media`: the modality's model inputs by their names (`pixel_values`, `pixel_values_videos`,
+        `audio_features` with `audio_window_mask`, ...); `input_ids` / `attention_mask`: one caption per item
+        in the Q-Former's vocabulary."""
+        row = model_modality(self.modality)
+        features, inputs_per_item = self.encode(media[row.input_name], media.get(row.mask_name))
+        input_ids = input_ids.repeat_interleave(inputs_per_item, dim=0)  # the item's caption per frame
+        attention_mask = attention_mask.repeat_interleave(inputs_per_item, dim=0)
         batch = features.shape[0]
         queries = self.interface.query_tokens.expand(batch, -1, -1)  # (batch, queries, width)
         qformer = self.interface.qformer
@@ -160,12 +174,15 @@ class CFormerPretrainingHeads(FrozenEncoderHeads):
     sum of the token cross-entropy (`asr`), CIF's weighted quantity loss (`quantity`) and, when
     `ctc_weight > 0`, CTC on the encoder frames (`ctc`)."""
 
-    def __init__(self, interface: nn.Module, encoder: nn.Module, vocab_size: int, ctc_weight: float = 0.0):
+    def __init__(
+        self, interface: nn.Module, encoder: nn.Module, modality: str, vocab_size: int, ctc_weight: float = 0.0
+    ):
         super().__init__()
         if ctc_weight < 0:
             raise ValueError(f"`ctc_weight` must be >= 0, got {ctc_weight}.")
         self.interface = interface
         self.encoder = encoder
+        self.modality = modality
         self.vocab_size = vocab_size
         self.ctc_weight = ctc_weight
         self.token_head = nn.Linear(interface.config.hidden_size, vocab_size)
@@ -180,47 +197,36 @@ class CFormerPretrainingHeads(FrozenEncoderHeads):
         return cls(
             model.interfaces[modality],
             model.encoder_for(modality),
+            modality,
             model.config.text_config.vocab_size,
             ctc_weight,
         )
 
-    def encode(self, speech_features: torch.Tensor, speech_attention_mask: torch.Tensor | None):
-        """Encoder frames (items, frames, encoder_width), as the model's speech path reads them, and
-        their (items, frames) mask of real frames."""
-        inputs = {encoder_input_name(self.encoder): speech_features.to(self.encoder.dtype)}
-        if speech_attention_mask is not None:
-            inputs["attention_mask"] = speech_attention_mask
+    def forward(self, labels: torch.Tensor, **media: torch.Tensor) -> PretrainingOutput:
+        """labels (items, max_transcript_tokens): transcript token ids, -100 beyond each length; `media`:
+        the modality's model inputs by name (`speech_features`, `speech_attention_mask`,
+        `speech_target_lengths`: the transcripts' token counts, so CIF fires one token per label)."""
+        row = model_modality(self.modality)
+        target_lengths = media[row.target_lengths_name]
         with torch.no_grad():
-            outputs = self.encoder(**inputs, output_hidden_states=True, return_dict=True)
-        frames = select_encoder_features(outputs.hidden_states, self.interface.config)
-        return frames, speech_frame_mask(
-            self.encoder, speech_attention_mask, frames.shape[1], frames.shape[0]
-        )
-
-    def forward(
-        self,
-        speech_features: torch.Tensor,
-        speech_target_lengths: torch.Tensor,
-        labels: torch.Tensor,
-        speech_attention_mask: torch.Tensor | None = None,
-    ) -> PretrainingOutput:
-        """labels (items, max_transcript_tokens): transcript token ids, -100 beyond each length;
-        speech_target_lengths (items,): the transcripts' token counts, so CIF fires one token per label."""
-        frames, frame_mask = self.encode(speech_features, speech_attention_mask)
-        cformer = self.interface(frames, frame_mask, speech_target_lengths)
+            encoded = encode_media(
+                self.encoder, self.interface.config, self.modality, media[row.input_name], media.get(row.mask_name)
+            )
+        frames, frame_mask = encoded.features, encoded.frame_mask
+        cformer = self.interface(frames, frame_mask, target_lengths)
         logits = self.token_head(cformer.hidden_states)  # (items, fired tokens, vocab)
         targets = labels[:, : logits.shape[1]]
         if targets.shape[1] != logits.shape[1]:
             raise ValueError(
                 f"CIF fired {logits.shape[1]} tokens but `labels` hold {labels.shape[1]}; "
-                "`speech_target_lengths` must count the tokens of `labels`."
+                f"`{row.target_lengths_name}` must count the tokens of `labels`."
             )
         terms = {
             "asr": F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100),
             "quantity": self.interface.config.quantity_loss_weight * cformer.quantity_loss,
         }
         if self.ctc_head is not None:
-            terms["ctc"] = self.ctc_weight * self.ctc_loss(frames, frame_mask, labels, speech_target_lengths)
+            terms["ctc"] = self.ctc_weight * self.ctc_loss(frames, frame_mask, labels, target_lengths)
         return PretrainingOutput(loss=sum(terms.values()), loss_terms=terms)
 
     def ctc_loss(self, frames, frame_mask, labels, target_lengths) -> torch.Tensor:
@@ -239,89 +245,94 @@ class CFormerPretrainingHeads(FrozenEncoderHeads):
         )
 
 
-PRETRAINING_WRAPPERS = {"qformer": QFormerPretrainingHeads, "cformer": CFormerPretrainingHeads}
+def stage_one_media(examples: list[dict], modality: str) -> list:
+    """One media item per example, from the modality's column (a path list of one counts as one)."""
+    keyword = processor_modality(modality).keyword
+    items = []
+    for index, example in enumerate(examples):
+        item = example.get(keyword)
+        if isinstance(item, list):
+            if len(item) != 1:
+                raise ValueError(
+                    f"A stage-1 example pairs one {modality} item with its caption; example {index} has "
+                    f"{len(item)} in `{keyword}`."
+                )
+            item = item[0]
+        if item is None:
+            raise ValueError(f"A stage-1 {modality} example needs a `{keyword}` column; example {index} has none.")
+        items.append(decoded_media(item))
+    return items
 
 
-def build_pretraining_model(model: nn.Module, modality: str, **wrapper_kwargs) -> nn.Module:
-    """The stage-1 wrapper of `modality`'s interface, chosen by the interface's kind;
-    `wrapper_kwargs` go to its `for_model` (e.g. `ctc_weight` for the C-Former)."""
-    base = unwrap_peft(model).model
-    if modality not in base.interfaces:
-        raise ValueError(
-            f"`modality` must be one of the model's interfaces {list(base.interfaces)}, got {modality!r}."
-        )
-    interface = base.interfaces[modality]
-    wrapper = PRETRAINING_WRAPPERS.get(interface.config.kind)
-    if wrapper is None:
-        raise ValueError(f"No stage-1 objectives for interface kind {interface.config.kind!r} yet.")
-    return wrapper.for_model(base, modality, **wrapper_kwargs)
+class QFormerPretrainingCollator:
+    """(media, caption) examples of one modality -> its model inputs (as the processor prepares them)
+    and the caption in the Q-Former's vocabulary."""
 
-
-def example_caption(example: dict, text_column: str) -> str:
-    """The caption (or transcript) of a stage-1 example: its `text_column`, else the text of the
-    last assistant turn of its chat, so the stage-2/3 manifests serve stage 1 unchanged."""
-    if example.get(text_column) is not None:
-        return example[text_column]
-    answers = [message for message in example_conversation(example) if message["role"] == "assistant"]
-    if not answers:
-        raise ValueError(
-            f"A stage-1 example needs a {text_column!r} column or an assistant turn; got {sorted(example)}."
-        )
-    content = answers[-1]["content"]
-    if isinstance(content, str):
-        return content
-    return " ".join(part["text"] for part in content if part.get("type") == "text")
-
-
-class PretrainingCollator:
-    """(media, caption) examples -> encoder pixels and the caption in the Q-Former's vocabulary."""
-
-    def __init__(
-        self, processor, media_column: str = "images", text_column: str = "response", max_length: int = 64
-    ):
+    def __init__(self, processor, modality: str = "image", text_column: str = "response", max_length: int = 64):
         self.processor = processor
-        self.media_column = media_column
+        self.modality = modality
         self.text_column = text_column
         self.max_length = max_length
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        media = [example[self.media_column] for example in examples]
-        texts = [example_caption(example, self.text_column) for example in examples]
-        pixel_values = self.processor.image_processor(media, return_tensors="pt")["pixel_values"]
+        media = self.processor.prepare_media(self.modality, stage_one_media(examples, self.modality))
+        texts = [example_answer(example, self.text_column) for example in examples]
         text = self.processor.qformer_tokenizer(
             texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
         )
-        return {
-            "pixel_values": pixel_values,
-            "input_ids": text["input_ids"],
-            "attention_mask": text["attention_mask"],
-        }
+        return {**media, "input_ids": text["input_ids"], "attention_mask": text["attention_mask"]}
 
 
 class SpeechRecognitionCollator:
     """(speech, transcript) examples -> speech encoder input, CIF target lengths and the transcript
     tokens (LLM tokenizer, -100 padding) for `CFormerPretrainingHeads`."""
 
-    def __init__(self, processor, media_column: str = "speech", text_column: str = "response"):
+    def __init__(self, processor, modality: str = "speech", text_column: str = "response"):
         self.processor = processor
-        self.media_column = media_column
+        self.modality = modality
         self.text_column = text_column
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        speech = [example[self.media_column] for example in examples]
-        transcripts = [example_caption(example, self.text_column) for example in examples]
-        features = self.processor(
-            text=["<speech>"] * len(examples), speech=speech, speech_transcripts=transcripts
+        transcripts = [example_answer(example, self.text_column) for example in examples]
+        media = self.processor.prepare_media(
+            self.modality, stage_one_media(examples, self.modality), transcripts=transcripts
         )
         token_ids = self.processor.tokenizer(transcripts, add_special_tokens=False)["input_ids"]
         longest = max(len(ids) for ids in token_ids)
         labels = torch.tensor([ids + [-100] * (longest - len(ids)) for ids in token_ids])
-        return {
-            "speech_features": features["speech_features"],
-            "speech_attention_mask": features["speech_attention_mask"],
-            "speech_target_lengths": features["speech_target_lengths"],
-            "labels": labels,
-        }
+        return {**media, "labels": labels}
+
+
+# Interface kind -> its stage-1 wrapper and collator.
+STAGE_ONE = {
+    "qformer": (QFormerPretrainingHeads, QFormerPretrainingCollator),
+    "cformer": (CFormerPretrainingHeads, SpeechRecognitionCollator),
+}
+
+
+def interface_kind(model: nn.Module, modality: str) -> str:
+    base = unwrap_peft(model).model
+    if modality not in base.interfaces:
+        raise ValueError(
+            f"`modality` must be one of the model's interfaces {list(base.interfaces)}, got {modality!r}."
+        )
+    kind = base.interfaces[modality].config.kind
+    if kind not in STAGE_ONE:
+        raise ValueError(f"No stage-1 objectives for interface kind {kind!r} (the {modality} interface).")
+    return kind
+
+
+def build_pretraining_model(model: nn.Module, modality: str, **wrapper_kwargs) -> nn.Module:
+    """The stage-1 wrapper of `modality`'s interface, chosen by the interface's kind;
+    `wrapper_kwargs` go to its `for_model` (e.g. `ctc_weight` for the C-Former)."""
+    wrapper, _ = STAGE_ONE[interface_kind(model, modality)]
+    return wrapper.for_model(unwrap_peft(model).model, modality, **wrapper_kwargs)
+
+
+def pretraining_collator(model: nn.Module, processor, modality: str, text_column: str = "response"):
+    """The stage-1 collator for `modality`'s interface kind."""
+    _, collator = STAGE_ONE[interface_kind(model, modality)]
+    return collator(processor, modality=modality, text_column=text_column)
 
 
 class InterfacePretrainingTrainer(StageTrainingMixin, Trainer):
@@ -356,8 +367,10 @@ class InterfacePretrainingTrainer(StageTrainingMixin, Trainer):
         loss = outputs.loss / steps
         return (loss, outputs) if return_outputs else loss
 
-    def export_model(self, model: nn.Module, output_dir: str) -> None:
+    def export_model(self, model: nn.Module, output_dir: str) -> nn.Module:
+        """The interface alone (`save_pretrained`), for `load_interface_checkpoint`; returns it."""
         model.interface.save_pretrained(output_dir)
+        return model.interface
 
 
 def load_interface_checkpoint(model: nn.Module, modality: str, path: str) -> None:
@@ -374,11 +387,12 @@ def load_interface_checkpoint(model: nn.Module, modality: str, path: str) -> Non
 __all__ = [
     "CFormerPretrainingHeads",
     "InterfacePretrainingTrainer",
-    "PretrainingCollator",
-    "SpeechRecognitionCollator",
+    "QFormerPretrainingCollator",
     "QFormerPretrainingHeads",
+    "SpeechRecognitionCollator",
     "build_pretraining_model",
     "causal_text_mask",
-    "same_text_pairs",
     "load_interface_checkpoint",
+    "pretraining_collator",
+    "same_text_pairs",
 ]

@@ -1,4 +1,4 @@
-"""`xllm train CONFIG.yaml`: one training stage from a YAML file.
+"""One training stage from a YAML file: what `xllm train CONFIG.yaml` runs.
 
 The YAML holds the fields of three dataclasses and of `transformers.TrainingArguments`, side by
 side, parsed with `HfArgumentParser`:
@@ -12,30 +12,28 @@ side, parsed with `HfArgumentParser`:
     learning_rate: 1.0e-4
     max_steps: 1000
 
-Several processes run the same file unchanged: `torchrun --nproc_per_node N -m xllm.trainers.cli
-CONFIG.yaml` (DDP) or `accelerate launch --config_file FSDP.yaml -m xllm.trainers.cli CONFIG.yaml`.
+Several processes run the same file unchanged: `torchrun --nproc_per_node N -m xllm train CONFIG.yaml`
+(DDP) or `accelerate launch --config_file FSDP.yaml -m xllm train CONFIG.yaml`.
 `--resume_from_checkpoint auto` continues from the last complete checkpoint, if any.
 
 At the end the model is exported (`save_pretrained` folder, or the interface alone for stage 1)
 and the loss curves are plotted into `output_dir/loss_curves.png`.
 """
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from .data import XLLMDataCollator, load_manifest, mix_datasets
-from .pretraining import InterfacePretrainingTrainer, PretrainingCollator, SpeechRecognitionCollator
-from .stages import (
-    AlignmentTrainer,
-    InstructionTuningTrainer,
-    default_lora_config,
-    init_video_from_image,
-    last_complete_checkpoint,
-)
+from xllm.modeling_xllm.model_modalities import model_modality
+
+from .checkpointing import last_complete_checkpoint
+from xllm.manifests import load_manifest, mix_datasets
+
+from .data import XLLMDataCollator
+from .stage1_interface_pretraining import InterfacePretrainingTrainer, pretraining_collator
+from .stage2_alignment import AlignmentTrainer, init_video_from_image
+from .stage3_instruction_tuning import InstructionTuningTrainer, default_lora_config
 
 LOSS_CURVES_NAME = "loss_curves.png"
 RESUME_AUTO = "auto"
@@ -125,7 +123,7 @@ def load_model_and_processor(model_args: ModelArguments):
         model = XLLMForConditionalGeneration.from_pretrained(model_args.model_name_or_path)
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     if model_args.interface_checkpoints:
-        from .pretraining import load_interface_checkpoint
+        from .stage1_interface_pretraining import load_interface_checkpoint
 
         for modality, folder in model_args.interface_checkpoints.items():
             load_interface_checkpoint(model, modality, folder)
@@ -154,18 +152,23 @@ def build_trainer(model_args, data_args, stage_args, training_args):
         raise ValueError("`datasets` must list at least one manifest.")
     model, processor = load_model_and_processor(model_args)
     ratios = process_dataset_ratios(data_args, training_args.process_index, training_args.world_size)
-    chosen = [(path, ratio) for path, ratio in zip(data_args.datasets, ratios, strict=True) if ratio != 0]
-    sources = [load_manifest(path, streaming=data_args.streaming) for path, _ in chosen]
-    dataset = mix_datasets(sources, [ratio for _, ratio in chosen], seed=training_args.seed)
+    chosen = [
+        (index, path)
+        for index, (path, ratio) in enumerate(zip(data_args.datasets, ratios, strict=True))
+        if ratio != 0
+    ]
+    sources = [
+        load_manifest(path, streaming=data_args.streaming, name=f"datasets[{index}]") for index, path in chosen
+    ]
+    dataset = mix_datasets(sources, [ratios[index] for index, _ in chosen], seed=training_args.seed)
     common = dict(args=training_args, train_dataset=dataset, processing_class=processor)
     if stage_args.stage == 1:
-        speech = stage_args.modality == "speech"
-        collator_class = SpeechRecognitionCollator if speech else PretrainingCollator
+        variable_length = model_modality(stage_args.modality).layout == "sequence"
         return InterfacePretrainingTrainer(
             model,
             modality=stage_args.modality,
-            wrapper_kwargs={"ctc_weight": stage_args.ctc_weight} if speech else None,
-            data_collator=collator_class(processor, text_column=data_args.text_column),
+            wrapper_kwargs={"ctc_weight": stage_args.ctc_weight} if variable_length else None,
+            data_collator=pretraining_collator(model, processor, stage_args.modality, data_args.text_column),
             **common,
         )
     if stage_args.stage == 2:
@@ -238,30 +241,4 @@ def run_training(config: str, resume_from_checkpoint: str | None = None, overrid
     return trainer
 
 
-def add_train_command(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="Train one stage from a YAML config.",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("config", help="YAML file: stage, model, datasets, TrainingArguments.")
-    parser.add_argument(
-        "--resume_from_checkpoint",
-        default=None,
-        help=f"A checkpoint folder of an earlier run, or `{RESUME_AUTO}`: the last complete checkpoint in "
-        "output_dir if there is one (checkpoints a crash left half-written are skipped).",
-    )
-    parser.set_defaults(run=lambda args: run_training(args.config, args.resume_from_checkpoint) and 0)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m xllm.trainers.cli CONFIG.yaml` (what `torchrun` launches on each process)."""
-    parser = argparse.ArgumentParser(prog="xllm train")
-    add_train_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["LOSS_CURVES_NAME", "RESUME_AUTO", "build_trainer", "parse_config", "run_training"]

@@ -1,4 +1,4 @@
-"""TRL's `SFTTrainer` for X-LLM: TRL's configuration, data handling and PEFT, X-LLM's own loss.
+"""Stage 3 through TRL: `SFTTrainer` for X-LLM, TRL's configuration, data handling and PEFT, X-LLM's own loss.
 
 TRL 1.16's `SFTTrainer.compute_loss` runs a fused LM head: it scores `base_model(...).last_hidden_state`
 against the collator's `labels`. An X-LLM batch with speech is lengthened inside the model (CIF
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from trl import SFTConfig, SFTTrainer
 
-from .stages import StageTrainingMixin, unwrap_peft
+from .stage_training import StageTrainingMixin, unwrap_peft
 
 
 def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,55 @@
+"""`xllm convert`: BLIP-2, InstructBLIP and LAVIS X-InstructBLIP checkpoints into X-LLM folders.
+
+    xllm convert instructblip Salesforce/instructblip-vicuna-7b ./xllm-instructblip-7b
+    xllm convert blip2 Salesforce/blip2-opt-2.7b ./xllm-blip2-opt
+    xllm convert lavis video_qformer.pth ./xllm-model-video --model ./xllm-model --modality video
+
+Converted folders carry the remote code and a model card. The conversions are in
+`xllm/modeling_xllm/convert_instructblip.py` and `convert_lavis.py`.
+"""
+
+import argparse
+
+BLIP_KINDS = {
+    "instructblip": "A transformers InstructBlipForConditionalGeneration (Hub id or folder).",
+    "blip2": "A transformers Blip2ForConditionalGeneration (Hub id or folder).",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    convert = subparsers.add_parser(
+        "convert", help="Convert BLIP-2 / InstructBLIP / LAVIS checkpoints to X-LLM.", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kinds = convert.add_subparsers(dest="source_kind", metavar="SOURCE_KIND", required=True)
+    for kind, help_text in BLIP_KINDS.items():
+        parser = kinds.add_parser(kind, help=help_text)
+        parser.add_argument("source", help="Hub id or local folder of the original model and processor.")
+        parser.add_argument("output", help="Folder to write the X-LLM model, processor and card to.")
+        parser.add_argument("--dtype", default="auto", help="Weights dtype (default: the checkpoint's).")
+        parser.set_defaults(run=run_blip)
+    lavis = kinds.add_parser("lavis", help="A LAVIS X-InstructBLIP per-modality Q-Former checkpoint (.pth).")
+    lavis.add_argument("checkpoint", help="The .pth file (read with torch.load(weights_only=True)).")
+    lavis.add_argument("output", help="Folder to write the updated X-LLM model to.")
+    lavis.add_argument("--model", required=True, help="Saved X-LLM model whose interface receives the weights.")
+    lavis.add_argument(
+        "--modality", required=True, help="LAVIS modality name of the checkpoint: image, video, audio or pc."
+    )
+    lavis.add_argument("--dtype", default="auto", help="Weights dtype (default: the saved model's).")
+    lavis.set_defaults(run=run_lavis)
+
+
+def run_blip(args: argparse.Namespace) -> int:
+    from xllm.modeling_xllm.convert_instructblip import convert_blip_checkpoint
+
+    convert_blip_checkpoint(args.source_kind, args.source, args.output, args.dtype)
+    print(f"Converted {args.source} into {args.output}")
+    return 0
+
+
+def run_lavis(args: argparse.Namespace) -> int:
+    from xllm.modeling_xllm.convert_lavis import convert_lavis_folder
+
+    convert_lavis_folder(args.checkpoint, args.model, args.modality, args.output, args.dtype)
+    print(f"Loaded the {args.modality} interface of {args.checkpoint} into {args.output}")
+    return 0

@@ -1,0 +1,62 @@
+"""Batched generation over prompts, shared by `xllm evaluate` and the demo.
+
+A prompt is either a chat (`ChatPrompt`: the conversation with its media in the content parts, built
+through the processor's chat template, the Q-Former reading the user turns' text) or, for the published
+DisCRn protocol only, raw text (`TextPrompt`: placeholders in the text, the media by processor keyword,
+and the instruction the Q-Formers read). Prompts are left-padded in batches; the answer is the decoded
+new text, stripped.
+"""
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, ProcessorMixin
+
+from .prompts import ChatPrompt, Prompt, TextPrompt
+
+
+def model_inputs(processor: ProcessorMixin, prompts: list[Prompt]):
+    """One left-padded batch of model inputs; every prompt of a batch is of the same kind."""
+    if all(isinstance(prompt, ChatPrompt) for prompt in prompts):
+        return processor.apply_chat_template(
+            [prompt.conversation for prompt in prompts],
+            tokenize=True,
+            return_dict=True,
+            processor_kwargs={"padding_side": "left"},
+        )
+    if not all(isinstance(prompt, TextPrompt) for prompt in prompts):
+        raise ValueError("A batch must hold only chat prompts or only text prompts.")
+    media = {}
+    for prompt in prompts:
+        for keyword, items in prompt.media.items():
+            media.setdefault(keyword, []).extend(items)
+    return processor(
+        text=[prompt.text for prompt in prompts],
+        instructions=[prompt.instruction for prompt in prompts],
+        padding_side="left",
+        return_tensors="pt",
+        **media,
+    )
+
+
+@torch.inference_mode()
+def generate_answers(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    prompts: list[Prompt],
+    generation: dict,
+    batch_size: int = 8,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[str]:
+    """The generated answer of each prompt, with `generation` as the `generate` settings."""
+    answers = []
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=not progress):
+        inputs = model_inputs(processor, prompts[start : start + batch_size]).to(model.device, dtype=model.dtype)
+        outputs = model.generate(**inputs, **generation)  # (batch, prompt + new tokens)
+        new_tokens = outputs[:, inputs["input_ids"].shape[1] :]
+        answers += [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+    return answers
+
+
+__all__ = ["generate_answers", "model_inputs"]

@@ -1,0 +1,24 @@
+"""The two kinds of generation prompt (see `generation.py`)."""
+
+from typing import NamedTuple
+
+
+class ChatPrompt(NamedTuple):
+    """A conversation with its media in the content parts, rendered by the processor's chat template;
+    the Q-Formers read the text of its user turns."""
+
+    conversation: list[dict]
+
+
+class TextPrompt(NamedTuple):
+    """Raw text with placeholders (the published DisCRn protocol only), the media by processor keyword in
+    placeholder order, and the instruction the Q-Formers read."""
+
+    text: str
+    media: dict[str, list]
+    instruction: str
+
+
+Prompt = ChatPrompt | TextPrompt
+
+__all__ = ["ChatPrompt", "Prompt", "TextPrompt"]

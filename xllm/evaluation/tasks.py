@@ -1,0 +1,174 @@
+"""What each evaluation task asks the model and how its answers are scored.
+
+Every task reads manifests of the training format (`xllm.manifests`: media columns by processor
+keyword, `messages` or `prompt` / `response`); the other columns it reads:
+
+| task | prompt (default) | references | metrics |
+| --- | --- | --- | --- |
+| captioning | `prompt` ("A short description.") | `references` (list), else the answer | CIDEr, BLEU-1..4, ROUGE-L |
+| vqa | `prompt`: the question | `answers` (list), else the answer | VQA accuracy |
+| asr | `prompt` ("Transcribe the speech.") | `transcript`, else the answer | WER, CER |
+| classification | `prompt` (lists every label) | `label`, else the answer | classification accuracy |
+| discrn | the question of the chat (see `discrn.py`) | `label`, else the answer | DisCRn accuracy |
+
+"The answer" is the `response` column or the last assistant turn. The prompt is the example's chat
+(its user turns; media first, as in training); an example without a prompt gets the task's default.
+Decoding follows the published X-InstructBLIP settings per task (`generation`), which any `generate`
+keyword can override.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from xllm.manifests import example_answer, example_conversation
+from xllm.processing.processor_modalities import MODALITIES
+
+from .caption_tokenizer import tokenize_caption
+from .prompts import ChatPrompt, Prompt
+from .metric_loading import load_metric
+
+CAPTIONING_GENERATION = {"num_beams": 5, "max_new_tokens": 80, "min_new_tokens": 10}
+SHORT_ANSWER_GENERATION = {"num_beams": 5, "max_new_tokens": 10}
+TRANSCRIPTION_GENERATION = {"num_beams": 5, "max_new_tokens": 128}
+CAPTION_INSTRUCTION = "A short description."
+TRANSCRIPTION_INSTRUCTION = "Transcribe the speech."
+
+Generate = Callable[[list[Prompt], dict], list[str]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What an evaluation task asks the model (`predict`) and how its answers are scored (`score`)."""
+
+    name: str
+    predict: Callable[[list[dict], Generate, dict], list[str]]
+    score: Callable[[list[dict], list[str]], dict[str, float]]
+    generation: dict
+    references: Callable[[dict], object]
+
+
+def prompt_conversation(example: dict, default_instruction: str | None = None) -> list[dict]:
+    """The example's chat without its answer, its media filled in; `default_instruction` stands in for
+    a missing prompt."""
+    if example.get("messages") is None and example.get("prompt") is None:
+        if default_instruction is None:
+            raise ValueError(f"An example of this task needs `messages` or `prompt`; got {sorted(example)}.")
+        example = {**example, "prompt": default_instruction}
+    if example.get("messages") is None:
+        example = {**example, "response": example.get("response") or ""}
+    conversation = example_conversation(example)
+    while conversation and conversation[-1]["role"] == "assistant":
+        conversation = conversation[:-1]
+    return conversation
+
+
+def answer_each(examples: list[dict], generate: Generate, generation: dict, default_instruction: str | None) -> list[str]:
+    """Ask each example its prompt about its media."""
+    return generate([ChatPrompt(media_conversation(e, default_instruction)) for e in examples], generation)
+
+
+def media_conversation(example: dict, default_instruction: str | None) -> list[dict]:
+    """`prompt_conversation`, refused for an example without media: these tasks ask about its media."""
+    conversation = prompt_conversation(example, default_instruction)
+    parts = [part for message in conversation if isinstance(message["content"], list) for part in message["content"]]
+    if not any(part["type"] != "text" for part in parts):
+        keywords = [row.keyword for row in MODALITIES.values()]
+        raise ValueError(
+            f"An example of this task needs a media column among {keywords}; example {example.get('id')!r} has "
+            f"columns {sorted(example)}."
+        )
+    return conversation
+
+
+def references_or_answer(example: dict, column: str) -> list[str]:
+    """A list column of references, or the example's answer as the only one."""
+    if example.get(column) is not None:
+        return list(example[column])
+    return [example_answer(example)]
+
+
+def scalar_metrics(results: dict) -> dict[str, float]:
+    """Drop per-item lists from a metric's results, keep the numbers."""
+    return {name: value for name, value in results.items() if isinstance(value, (int, float))}
+
+
+def caption_references(example: dict) -> list[str]:
+    return references_or_answer(example, "references")
+
+
+def score_captions(examples: list[dict], predictions: list[str]) -> dict[str, float]:
+    references = [caption_references(example) for example in examples]
+    scores = {}
+    for name in ("cider", "bleu", "rouge_l"):
+        scores.update(scalar_metrics(load_metric(name).compute(predictions=predictions, references=references)))
+    return scores
+
+
+def vqa_references(example: dict) -> list[str]:
+    return references_or_answer(example, "answers")
+
+
+def score_vqa(examples: list[dict], predictions: list[str]) -> dict[str, float]:
+    references = [vqa_references(example) for example in examples]
+    return scalar_metrics(load_metric("vqa_accuracy").compute(predictions=predictions, references=references))
+
+
+def transcript_reference(example: dict) -> str:
+    return example_answer(example, "transcript")
+
+
+def score_transcripts(examples: list[dict], predictions: list[str]) -> dict[str, float]:
+    """WER and CER after lower-casing and removing punctuation on both sides (the caption tokenizer)."""
+    references = [tokenize_caption(transcript_reference(example)) for example in examples]
+    hypotheses = [tokenize_caption(prediction) for prediction in predictions]
+    scores = {}
+    for name in ("wer", "cer"):
+        scores.update(load_metric(name).compute(predictions=hypotheses, references=references))
+    return scores
+
+
+def class_label(example: dict) -> str:
+    return example_answer(example, "label")
+
+
+def class_names(examples: list[dict]) -> list[str]:
+    return sorted({class_label(example) for example in examples})
+
+
+def answer_classification(examples: list[dict], generate: Generate, generation: dict) -> list[str]:
+    """Ask which class each item is, listing every class of the manifest, unless it has its own prompt."""
+    question = f"Which of these is it: {', '.join(class_names(examples))}?"
+    return answer_each(examples, generate, generation, question)
+
+
+def score_classification(examples: list[dict], predictions: list[str]) -> dict[str, float]:
+    references = [class_label(example) for example in examples]
+    metric = load_metric("classification_accuracy")
+    return metric.compute(predictions=predictions, references=references, class_names=class_names(examples))
+
+
+TASKS = {
+    "captioning": Task(
+        "captioning",
+        partial(answer_each, default_instruction=CAPTION_INSTRUCTION),
+        score_captions,
+        CAPTIONING_GENERATION,
+        caption_references,
+    ),
+    "vqa": Task("vqa", partial(answer_each, default_instruction=None), score_vqa, SHORT_ANSWER_GENERATION, vqa_references),
+    "asr": Task(
+        "asr",
+        partial(answer_each, default_instruction=TRANSCRIPTION_INSTRUCTION),
+        score_transcripts,
+        TRANSCRIPTION_GENERATION,
+        transcript_reference,
+    ),
+    "classification": Task(
+        "classification", answer_classification, score_classification, SHORT_ANSWER_GENERATION, class_label
+    ),
+}
+# Every task `xllm evaluate --task` takes: these and DisCRn (`discrn.py`).
+TASK_NAMES = (*TASKS, "discrn")
+
+__all__ = ["CAPTIONING_GENERATION", "SHORT_ANSWER_GENERATION", "TASKS", "TASK_NAMES", "Task", "prompt_conversation"]
