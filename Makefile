@@ -45,5 +45,5 @@ fuzz: setup
 	$(OFFLINE) XLLM_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 lint: setup
-	$(BIN)/ruff check xllm tests benchmarks
-	$(BIN)/ruff format --check xllm tests benchmarks
+	$(BIN)/ruff check xllm tests benchmarks scripts
+	$(BIN)/ruff format --check xllm tests benchmarks scripts

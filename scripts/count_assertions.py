@@ -35,7 +35,9 @@ def tests_of(path: Path) -> dict[str, int]:
     for node in tree.body:
         functions = [(node.name, node)] if isinstance(node, ast.FunctionDef) else []
         if isinstance(node, ast.ClassDef):
-            functions = [(f"{node.name}.{item.name}", item) for item in node.body if isinstance(item, ast.FunctionDef)]
+            functions = [
+                (f"{node.name}.{item.name}", item) for item in node.body if isinstance(item, ast.FunctionDef)
+            ]
         for name, function in functions:
             if name.split(".")[-1].startswith("test"):
                 found[name] = assertion_count(function)
@@ -52,24 +54,36 @@ def count(folder: Path) -> dict[str, dict]:
 
 def compare(before: dict, after: dict) -> int:
     moved = [name for name in before if name in after and before[name]["file"] != after[name]["file"]]
-    fewer = [name for name in before if name in after and after[name]["assertions"] < before[name]["assertions"]]
+    fewer = [
+        name for name in before if name in after and after[name]["assertions"] < before[name]["assertions"]
+    ]
     gone = [name for name in before if name not in after]
-    print(f"tests before: {len(before)}, after: {len(after)}; assertions before: "
-          f"{sum(t['assertions'] for t in before.values())}, after: {sum(t['assertions'] for t in after.values())}")
+    print(
+        f"tests before: {len(before)}, after: {len(after)}; assertions before: "
+        f"{sum(t['assertions'] for t in before.values())}, after: {sum(t['assertions'] for t in after.values())}"
+    )
     for title, names in (("moved", moved), ("fewer assertions", fewer), ("not found", gone)):
         print(f"\n## {title} ({len(names)})")
         for name in names:
             new = after.get(name)
             where = f"{before[name]['file']} -> {new['file']}" if new else before[name]["file"]
-            counts = f"{before[name]['assertions']} -> {new['assertions']}" if new else f"{before[name]['assertions']}"
+            counts = (
+                f"{before[name]['assertions']} -> {new['assertions']}"
+                if new
+                else f"{before[name]['assertions']}"
+            )
             print(f"- {name}: {where}, assertions {counts}")
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("paths", nargs="+")
-    parser.add_argument("--compare", action="store_true", help="compare two JSON files written by this script")
+    parser.add_argument(
+        "--compare", action="store_true", help="compare two JSON files written by this script"
+    )
     args = parser.parse_args()
     if args.compare:
         before, after = (json.loads(Path(p).read_text()) for p in args.paths)

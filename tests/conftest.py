@@ -47,3 +47,14 @@ def saved_tiny_dir(tiny, tmp_path_factory):
 @pytest.fixture
 def image() -> Image.Image:
     return random_image(seed=0)
+
+
+@pytest.fixture(scope="session")
+def world_data(tmp_path_factory):
+    """A small synthetic world exported as manifests of the training format (`xllm world export`):
+    4 train and 2 test items per modality, 2 cross-modal test pairs per pair type."""
+    from xllm.cli import main
+
+    folder = tmp_path_factory.mktemp("world_data")
+    assert main(["world", "export", str(folder), "--train", "4", "--test", "2", "--discrn-pairs", "2"]) == 0
+    return folder

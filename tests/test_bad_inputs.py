@@ -371,6 +371,95 @@ def test_model_input_with_unexpanded_placeholders_names_both_counts(tiny_model, 
         tiny_model(**inputs)
 
 
+# Tensors given straight to `forward`: the one shape contract names the argument.
+
+
+def all_media_inputs(processor) -> dict:
+    """Model inputs with every modality: one item each, in one sample."""
+    text = "<image> <video> <speech> <audio> <point_cloud> what"
+    return dict(
+        processor(
+            text=text,
+            images=[random_image(0)],
+            videos=[random_video(2)],
+            speech=[sine(0.5)],
+            audio=[sine(0.7)],
+            point_clouds=[cloud(80)],
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        (
+            "pixel_values",
+            lambda t: t[0],
+            r"`pixel_values` must be a 4-dimensional tensor .* got shape \(3, 32, 32\)",
+        ),
+        ("pixel_values", lambda t: t[:, :1], r"`pixel_values` must have 3 channels .* got 1"),
+        (
+            "pixel_values",
+            lambda t: (t * 255).to(torch.uint8),
+            r"`pixel_values` must hold floating-point values, got dtype torch.uint8",
+        ),
+        ("pixel_values_videos", lambda t: t[:, 0], r"`pixel_values_videos` must be a 5-dimensional tensor"),
+        (
+            "point_clouds",
+            lambda t: torch.cat([t, t], dim=-1),
+            r"`point_clouds` must have 3 channels .* got 6",
+        ),
+        ("point_clouds", lambda t: t[0], r"`point_clouds` must be a 3-dimensional tensor"),
+        ("audio_features", lambda t: t.flatten(0, 1), r"`audio_features` must be a 4-dimensional tensor"),
+        ("audio_window_mask", lambda t: t.float(), r"`audio_window_mask` must be a bool or integer tensor"),
+        (
+            "audio_window_mask",
+            lambda t: torch.cat([t, t], dim=1),
+            r"`audio_window_mask` must have shape \(1, \d+\)",
+        ),
+        ("speech_features", lambda t: t.long(), r"`speech_features` must hold floating-point values"),
+        ("speech_attention_mask", lambda t: t[:, :5], r"`speech_attention_mask` must have shape \(1, time\)"),
+    ],
+)
+def test_each_wrong_media_tensor_given_to_forward_is_a_value_error_naming_it(
+    tiny_model, name, damage, message
+):
+    inputs = all_media_inputs(build_tiny_processor(modalities=ALL_MODALITIES))
+    inputs[name] = damage(inputs[name])
+    with pytest.raises(ValueError, match=message):
+        tiny_model(**inputs)
+
+
+def test_media_items_that_do_not_match_the_texts_placeholders_name_both(tiny_model):
+    inputs = all_media_inputs(build_tiny_processor(modalities=ALL_MODALITIES))
+    inputs["pixel_values"] = torch.cat([inputs["pixel_values"]] * 2)  # two images, one <image> block
+    with pytest.raises(
+        ValueError, match=r"4 image placeholder tokens but the 2 image input\(s\) in `pixel_values` give 8"
+    ):
+        tiny_model(**inputs)
+    inputs = all_media_inputs(build_tiny_processor(modalities=ALL_MODALITIES))
+    inputs["speech_features"] = torch.cat([inputs["speech_features"]] * 2)
+    inputs["speech_attention_mask"] = torch.cat([inputs["speech_attention_mask"]] * 2)
+    with pytest.raises(ValueError, match=r"1 speech placeholder tokens but the 2 speech input\(s\)"):
+        tiny_model(**inputs)
+
+
+def test_instruction_rows_that_do_not_match_the_batch_are_refused(tiny_model):
+    inputs = all_media_inputs(build_tiny_processor(modalities=ALL_MODALITIES))
+    inputs["qformer_input_ids"] = torch.cat([inputs["qformer_input_ids"]] * 2)
+    with pytest.raises(
+        ValueError, match=r"`qformer_input_ids` must have one row per sample of `input_ids` \(1\), got 2"
+    ):
+        tiny_model(**inputs)
+
+
+def test_a_mask_without_its_media_is_refused(tiny_model):
+    inputs = all_media_inputs(build_tiny_processor(modalities=ALL_MODALITIES))
+    del inputs["audio_features"]
+    with pytest.raises(ValueError, match="`audio_window_mask` was given without `audio_features`"):
+        tiny_model(**inputs)
+
+
 def test_checkpoint_whose_weights_do_not_match_the_config_is_refused(image_model_dir, tmp_path):
     """transformers logs a LOAD REPORT (MISMATCH rows) and raises a RuntimeError naming
     `ignore_mismatched_sizes`; passing it re-initialises the mismatched weights instead."""

@@ -18,6 +18,7 @@ from xllm.evaluation.runner import evaluate_examples
 from xllm.testing import tiny_qformer_tokenizer
 from xllm.world.videos import encode_video
 
+
 def discrn_example(first: str, label: str = "first", question: str = " which moves ?", **media) -> dict:
     """A DisCRn example of the training format: the `first` modality's medium first, then the other."""
     order = [first, *(m for m in ("image", "video") if m != first)]
@@ -199,8 +200,8 @@ def test_discrn_build_command_runs_offline_with_tiny_local_models(tmp_path):
                                     num_attention_heads=2, intermediate_size=32))  # fmt: skip
     embedder.save_pretrained(tmp_path / "embedder")
     tokenizer.save_pretrained(tmp_path / "embedder")
-    for name, modality, captions in (("images", "image", ["a red circle", "a blue square"]),
-                                     ("videos", "video", ["a red circle moving up", "a star moving down"])):  # fmt: skip
+    for name, captions in (("images", ["a red circle", "a blue square"]),
+                           ("videos", ["a red circle moving up", "a star moving down"])):  # fmt: skip
         rows = [{"id": f"{name}{i}", name: f"{name}{i}.x", "response": c} for i, c in enumerate(captions)]
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     args = build_parser().parse_args(
@@ -211,3 +212,36 @@ def test_discrn_build_command_runs_offline_with_tiny_local_models(tmp_path):
     assert args.run(args) == 0
     assert (tmp_path / "discrn" / "discrn.jsonl").is_file()
     assert (tmp_path / "discrn" / "dataset" / "dataset_info.json").is_file()
+
+
+@pytest.mark.parametrize("first, second", [("images", "point_clouds"), ("audio", "videos")])
+def test_the_papers_pairs_are_built_and_evaluated_from_exported_manifests(
+    saved_tiny_dir, world_data, tmp_path, monkeypatch, first, second
+):
+    generate = builder_generator(["first"] * 4)
+    generate.round_trip.append(["first"] * 4)
+    monkeypatch.setattr(
+        "xllm.evaluation.discrn_builder.load_text_generator", lambda *args, **kwargs: generate
+    )
+    monkeypatch.setattr("xllm.evaluation.discrn_builder.load_sentence_embedder", lambda *args: bag_of_words)
+    args = build_parser().parse_args(
+        ["discrn", "build", "--first", str(world_data / f"{first}.jsonl"), "--second", str(world_data / f"{second}.jsonl"),
+         "--model", "scripted", "--output", str(tmp_path / "built")]
+    )  # fmt: skip
+    assert args.run(args) == 0
+    built = [json.loads(line) for line in (tmp_path / "built" / "discrn.jsonl").read_text().splitlines()]
+    assert len(built) == 4 and [row["label"] for row in built] == ["first", "second", "first", "second"]
+    assert all({first, second} <= set(row) for row in built)
+    pair = {"images": "image_point_cloud", "audio": "audio_video"}[first]
+    # The built manifest names the sources' media, outside its own folder: the user allows it.
+    for manifest, allow in ((tmp_path / "built" / "discrn.jsonl", ["--allow-outside-root"]),
+                            (world_data / "test" / f"discrn_{pair}.jsonl", [])):  # fmt: skip
+        output = tmp_path / "evaluation" / manifest.parent.name
+        args = build_parser().parse_args(
+            ["evaluate", "--task", "discrn", "--model", str(saved_tiny_dir), "--data", str(manifest),
+             "--output", str(output), "--num-beams", "1", "--max-new-tokens", "2", *allow]
+        )  # fmt: skip
+        assert args.run(args) == 0
+        report = json.loads((output / "report.json").read_text())
+        assert report["items"] == len(manifest.read_text().splitlines())
+        assert set(report["metrics"]) == {"accuracy", "invalid_rate"}

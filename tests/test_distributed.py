@@ -14,8 +14,8 @@ import yaml
 from test_trainers import training_args, write_image_manifest, write_video_manifest
 
 from xllm import XLLMForConditionalGeneration
-from xllm.testing import tiny_model_and_processor
 from xllm.manifests import load_manifest
+from xllm.testing import tiny_model_and_processor
 from xllm.trainers.checkpointing import last_complete_checkpoint, load_trainable_weights
 from xllm.trainers.data import XLLMDataCollator
 from xllm.trainers.stage2_alignment import AlignmentTrainer

@@ -11,9 +11,27 @@ from xllm.evaluation.tasks import TASKS
 from xllm.manifests import load_manifest
 
 ROWS = [
-    {"id": "a", "caption": "a red circle", "question": "what colour is it ?", "answer": "red", "label": "red"},
-    {"id": "b", "caption": "a blue square", "question": "what shape is it ?", "answer": "square", "label": "blue"},
-    {"id": "c", "caption": "a green star", "question": "what colour is it ?", "answer": "green", "label": "green"},
+    {
+        "id": "a",
+        "caption": "a red circle",
+        "question": "what colour is it ?",
+        "answer": "red",
+        "label": "red",
+    },
+    {
+        "id": "b",
+        "caption": "a blue square",
+        "question": "what shape is it ?",
+        "answer": "square",
+        "label": "blue",
+    },
+    {
+        "id": "c",
+        "caption": "a green star",
+        "question": "what colour is it ?",
+        "answer": "green",
+        "label": "green",
+    },
 ]
 
 
@@ -86,12 +104,16 @@ def test_reference_answers_score_perfectly(image_manifest, task, answer_column, 
 
 
 def test_wrong_vqa_answers_score_zero(image_manifest):
-    result = evaluate_examples(TASKS["vqa"], list(load_manifest(image_manifest)), ScriptedGenerator(["seven"] * 3))
+    result = evaluate_examples(
+        TASKS["vqa"], list(load_manifest(image_manifest)), ScriptedGenerator(["seven"] * 3)
+    )
     assert result.metrics["vqa_accuracy"] == 0.0
 
 
 def test_classification_question_lists_every_class_when_an_example_has_no_prompt(image_manifest):
-    examples = [{k: v for k, v in example.items() if k != "prompt"} for example in load_manifest(image_manifest)]
+    examples = [
+        {k: v for k, v in example.items() if k != "prompt"} for example in load_manifest(image_manifest)
+    ]
     generator = ScriptedGenerator(["red"] * 3)
     evaluate_examples(TASKS["classification"], examples, generator)
     user_turn = generator.calls[0][0][0].conversation[0]
@@ -121,7 +143,9 @@ def test_non_positive_limit_is_rejected(image_manifest):
 
 def test_example_without_media_is_rejected():
     with pytest.raises(ValueError, match="media column"):
-        evaluate_examples(TASKS["captioning"], [{"id": "x", "response": "a red circle"}], ScriptedGenerator(["a"]))
+        evaluate_examples(
+            TASKS["captioning"], [{"id": "x", "response": "a red circle"}], ScriptedGenerator(["a"])
+        )
 
 
 def test_missing_manifest_is_a_value_error_naming_it(tmp_path):
@@ -147,3 +171,36 @@ def test_evaluate_command_writes_json_markdown_and_predictions(
     assert all(f"| {name} |" in table for name in report["metrics"])
     predictions = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert [item["id"] for item in predictions] == ["a", "b"]
+
+
+def evaluate_cli(model_dir, task: str, manifest, output) -> dict:
+    args = build_parser().parse_args(
+        ["evaluate", "--task", task, "--model", str(model_dir), "--data", str(manifest), "--output", str(output),
+         "--num-beams", "1", "--max-new-tokens", "2", "--min-new-tokens", "1"]
+    )  # fmt: skip
+    assert args.run(args) == 0
+    predictions = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
+    return {"report": json.loads((output / "report.json").read_text()), "predictions": predictions}
+
+
+@pytest.mark.parametrize("keyword", ["images", "videos", "audio", "point_clouds"])
+def test_captioning_evaluates_every_qformer_modality_from_an_exported_manifest(
+    saved_tiny_dir, world_data, tmp_path, keyword
+):
+    manifest = world_data / "test" / f"{keyword}.jsonl"
+    result = evaluate_cli(saved_tiny_dir, "captioning", manifest, tmp_path)
+    assert result["report"]["items"] == 2 and {"cider", "bleu_4", "rouge_l"} <= set(
+        result["report"]["metrics"]
+    )
+    captions = [
+        json.loads(line)["messages"][1]["content"][0]["text"] for line in manifest.read_text().splitlines()
+    ]
+    assert [item["reference"] for item in result["predictions"]] == [[caption] for caption in captions]
+
+
+def test_asr_evaluates_speech_from_an_exported_manifest(saved_tiny_dir, world_data, tmp_path):
+    manifest = world_data / "test" / "speech.jsonl"
+    result = evaluate_cli(saved_tiny_dir, "asr", manifest, tmp_path)
+    assert set(result["report"]["metrics"]) == {"wer", "cer"}
+    transcripts = [json.loads(line)["transcript"] for line in manifest.read_text().splitlines()]
+    assert [item["reference"] for item in result["predictions"]] == transcripts

@@ -169,7 +169,9 @@ def test_the_package_never_enables_trust_remote_code_itself():
 
 def write_manifest(folder: Path, image_path: str) -> Path:
     manifest = folder / "data.jsonl"
-    manifest.write_text(json.dumps({"images": image_path, "prompt": "describe it", "response": "a red circle"}) + "\n")
+    manifest.write_text(
+        json.dumps({"images": image_path, "prompt": "describe it", "response": "a red circle"}) + "\n"
+    )
     return manifest
 
 

@@ -9,8 +9,8 @@ from PIL import Image
 from transformers import TrainingArguments
 
 from xllm import XLLMForConditionalGeneration
-from xllm.testing import tiny_config, tiny_model_and_processor
 from xllm.manifests import example_conversation, load_manifest, mix_datasets
+from xllm.testing import tiny_config, tiny_model_and_processor
 from xllm.trainers.data import XLLMDataCollator
 from xllm.trainers.stage2_alignment import AlignmentTrainer, init_video_from_image
 from xllm.trainers.stage3_instruction_tuning import InstructionTuningTrainer
@@ -454,3 +454,32 @@ def test_transcript_tokens_and_cif_target_lengths_line_up():
     assert batch["speech_target_lengths"].tolist() == [3, 1]
     assert (batch["labels"] != -100).sum(1).tolist() == [3, 1]
     assert processor.tokenizer.decode(batch["labels"][0]) == "red green blue"
+
+
+def test_saving_mid_run_exports_a_merged_model_and_leaves_the_trainers_model_training(
+    image_manifest, tmp_path
+):
+    from xllm.trainers.stage3_instruction_tuning import default_lora_config
+
+    trainer = alignment_trainer(
+        image_manifest,
+        tmp_path,
+        trainer_class=InstructionTuningTrainer,
+        lora_config=default_lora_config(),
+        max_steps=2,
+    )
+    trainer.train()
+    peft_model = trainer.model
+    lora_before = {name: p.detach().clone() for name, p in peft_model.named_parameters() if "lora_" in name}
+    merged = trainer.export_model(trainer.accelerator.unwrap_model(trainer.model), str(tmp_path / "mid-run"))
+    assert trainer.model is peft_model and hasattr(trainer.model, "merge_and_unload")  # still the LoRA model
+    assert not any("lora_" in name for name, _ in merged.named_parameters())
+    after = dict(peft_model.named_parameters())
+    assert all(torch.equal(after[name], value) for name, value in lora_before.items())
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    peft_model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, peft_model(**batch).logits, atol=1e-5, rtol=1e-5)
+    trainer.args.max_steps = 4
+    trainer.train(resume_from_checkpoint=None)  # training goes on with the adapters
+    assert any("lora_" in name for name, p in trainer.model.named_parameters() if p.requires_grad)

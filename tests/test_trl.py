@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 from trl import SFTConfig
 
-from xllm.testing import tiny_model_and_processor
 from xllm.manifests import load_manifest
+from xllm.testing import tiny_model_and_processor
 from xllm.trainers.data import XLLMDataCollator
 from xllm.trainers.stage3_instruction_tuning import InstructionTuningTrainer
 from xllm.trainers.stage3_trl import XLLMSFTTrainer

@@ -106,7 +106,9 @@ class RegisterBeforeFirstUse(importlib.abc.MetaPathFinder):
         module = sys.modules.get(fullname)
         if module is None:
             return None  # the normal finders import it
-        spec = importlib.util.spec_from_loader(fullname, AlreadyImported(module), origin=module.__spec__.origin)
+        spec = importlib.util.spec_from_loader(
+            fullname, AlreadyImported(module), origin=module.__spec__.origin
+        )
         spec.submodule_search_locations = module.__spec__.submodule_search_locations
         module.__spec__ = spec
         return spec

@@ -8,7 +8,9 @@ COMMANDS = (demo, train, evaluate, discrn, augment, world, convert, chat)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xllm", description="X-LLM: connect frozen encoders to a frozen LLM.")
+    parser = argparse.ArgumentParser(
+        prog="xllm", description="X-LLM: connect frozen encoders to a frozen LLM."
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # `datasets` is imported inside the functions that load: the command line imports this module for its
 # help text, which must not wait for `datasets` (and torch) to import.
 
+
 def media_columns() -> dict[str, tuple[str, type]]:
     """Chat content type -> (processor keyword = manifest column, `datasets` feature that decodes it)."""
     import datasets
@@ -37,6 +38,7 @@ def media_columns() -> dict[str, tuple[str, type]]:
 def media_keywords() -> dict[str, str]:
     """Chat content type -> processor keyword (= manifest column)."""
     return {m: row.keyword for m, row in MODALITIES.items()}
+
 
 MANIFEST_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -102,13 +104,17 @@ def load_manifest(
     try:
         dataset = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as error:  # datasets raises builder-specific errors for unreadable files
-        raise ValueError(f"`{name}`: the manifest {str(path)!r} cannot be read as {builder} ({error}).") from error
+        raise ValueError(
+            f"`{name}`: the manifest {str(path)!r} cannot be read as {builder} ({error})."
+        ) from error
     if len(dataset) == 0:
         raise ValueError(f"`{name}`: the manifest {str(path)!r} has no rows.")
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     root = path.parent.resolve()
-    columns = {keyword: feature for keyword, feature in media_columns().values() if keyword in dataset.column_names}
+    columns = {
+        keyword: feature for keyword, feature in media_columns().values() if keyword in dataset.column_names
+    }
     first_row = dataset[0]
     dataset = dataset.map(
         _resolve_row, fn_kwargs=dict(columns=list(columns), root=root, allow_outside_root=allow_outside_root)
@@ -116,7 +122,9 @@ def load_manifest(
     for keyword, feature in columns.items():
         dataset = dataset.cast_column(
             keyword,
-            datasets.List(feature(decode=decode)) if isinstance(first_row[keyword], list) else feature(decode=decode),
+            datasets.List(feature(decode=decode))
+            if isinstance(first_row[keyword], list)
+            else feature(decode=decode),
         )
     return dataset.to_iterable_dataset() if streaming else dataset
 

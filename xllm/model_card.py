@@ -8,8 +8,12 @@ model-index. Every `save_pretrained` of an X-LLM model writes the card where the
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+if TYPE_CHECKING:
+    from xllm.modeling_xllm.configuration_xllm import XLLMConfig
 
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "model_card_template.md"
 

@@ -269,7 +269,7 @@ def tiny_processor(
         tokenizer=tiny_tokenizer(),
         qformer_tokenizer=tiny_qformer_tokenizer(),
         audio_feature_extractor=tiny_audio_feature_extractor(audio_model_type),
-        point_cloud_feature_extractor=XLLMPointCloudFeatureExtractor(num_points=TINY_POINTS),
+        point_cloud_feature_extractor=XLLMPointCloudFeatureExtractor(num_points=TINY_POINTS, in_channels=3),
         num_query_tokens={m: num_query_tokens for m in modalities if m != "speech"},
         modalities=list(modalities),
         modality_cues=modality_cues,

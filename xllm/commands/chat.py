@@ -13,7 +13,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     for modality in MODALITIES:
         parser.add_argument(
-            cli_flag(modality), dest=modality, action="append", metavar="PATH", default=[], help=f"a {modality} file"
+            cli_flag(modality),
+            dest=modality,
+            action="append",
+            metavar="PATH",
+            default=[],
+            help=f"a {modality} file",
         )
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.set_defaults(run=run)

@@ -18,7 +18,9 @@ BLIP_KINDS = {
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     convert = subparsers.add_parser(
-        "convert", help="Convert BLIP-2 / InstructBLIP / LAVIS checkpoints to X-LLM.", description=__doc__,
+        "convert",
+        help="Convert BLIP-2 / InstructBLIP / LAVIS checkpoints to X-LLM.",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kinds = convert.add_subparsers(dest="source_kind", metavar="SOURCE_KIND", required=True)
@@ -31,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     lavis = kinds.add_parser("lavis", help="A LAVIS X-InstructBLIP per-modality Q-Former checkpoint (.pth).")
     lavis.add_argument("checkpoint", help="The .pth file (read with torch.load(weights_only=True)).")
     lavis.add_argument("output", help="Folder to write the updated X-LLM model to.")
-    lavis.add_argument("--model", required=True, help="Saved X-LLM model whose interface receives the weights.")
+    lavis.add_argument(
+        "--model", required=True, help="Saved X-LLM model whose interface receives the weights."
+    )
     lavis.add_argument(
         "--modality", required=True, help="LAVIS modality name of the checkpoint: image, video, audio or pc."
     )

@@ -10,7 +10,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", required=True, choices=TASK_NAMES)
     parser.add_argument("--model", required=True, help="folder of a saved X-LLM model and processor")
     parser.add_argument(
-        "--data", required=True, help="manifest of the training format (columns per task: xllm.evaluation.tasks)"
+        "--data",
+        required=True,
+        help="manifest of the training format (columns per task: xllm.evaluation.tasks)",
     )
     parser.add_argument(
         "--output", default="evaluation", help="folder for report.json, report.md, predictions.jsonl"
@@ -22,7 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-new-tokens", type=int, help="override the task's maximum of new tokens")
     parser.add_argument("--min-new-tokens", type=int, help="override the task's minimum of new tokens")
     parser.add_argument(
-        "--caption-baseline", action="store_true", help="discrn only: answer from captions the model generates"
+        "--caption-baseline",
+        action="store_true",
+        help="discrn only: answer from captions the model generates",
     )
     parser.add_argument(
         "--allow-outside-root",

@@ -30,7 +30,9 @@ def proportion(successes: int, total: int) -> dict:
     return {"accuracy": successes / max(1, total), "low": low, "high": high, "n": total}
 
 
-def greedy_answers(model, processor, examples: list[dict], max_new_tokens: int, desc: str = "generate") -> list[str]:
+def greedy_answers(
+    model, processor, examples: list[dict], max_new_tokens: int, desc: str = "generate"
+) -> list[str]:
     """Greedy answers to one-turn examples of the training format (left padding, batches of 32)."""
     prompts = [ChatPrompt(example_conversation(example)) for example in examples]
     generation = {"max_new_tokens": max_new_tokens, "do_sample": False}

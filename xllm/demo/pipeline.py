@@ -405,7 +405,9 @@ class Demo:
                 predictions = greedy_answers(model, processor, examples, max_new_tokens=16, desc="speech")
                 results["speech"] = speech_scores(predictions, items)
                 continue
-            examples = [chat_example(modality, item["media"], CAPTION_INSTRUCTIONS[modality][0]) for item in items]
+            examples = [
+                chat_example(modality, item["media"], CAPTION_INSTRUCTIONS[modality][0]) for item in items
+            ]
             predictions = greedy_answers(
                 model, processor, examples, max_new_tokens=12, desc=f"caption {modality}"
             )
@@ -455,7 +457,9 @@ class Demo:
     def caption_baseline(self, model, processor, pairs: list[dict], modalities) -> dict:
         """Each input replaced by the model's own caption of it; then the LLM compares the texts."""
         media = [m for pair in pairs for m in pair["media"]]
-        examples = [chat_example(modality, value, CAPTION_INSTRUCTIONS[modality][0]) for modality, value in media]
+        examples = [
+            chat_example(modality, value, CAPTION_INSTRUCTIONS[modality][0]) for modality, value in media
+        ]
         captions = greedy_answers(model, processor, examples, max_new_tokens=12, desc="baseline captions")
         text_examples = [
             {

@@ -24,7 +24,14 @@ from xllm.processing.processor_modalities import MODALITIES, placeholder
 
 from .metric_loading import load_metric
 from .prompts import ChatPrompt, TextPrompt
-from .tasks import CAPTION_INSTRUCTION, CAPTIONING_GENERATION, SHORT_ANSWER_GENERATION, Generate, Task, prompt_conversation
+from .tasks import (
+    CAPTION_INSTRUCTION,
+    CAPTIONING_GENERATION,
+    SHORT_ANSWER_GENERATION,
+    Generate,
+    Task,
+    prompt_conversation,
+)
 
 
 def published_cues() -> dict[str, str]:
@@ -85,7 +92,9 @@ def media_prompt(example: dict, protocol: DiscrnProtocol) -> TextPrompt:
     return TextPrompt(text, keywords, protocol.qformer_prompt)
 
 
-def answer_from_media(examples: list[dict], generate: Generate, generation: dict, protocol: DiscrnProtocol) -> list[str]:
+def answer_from_media(
+    examples: list[dict], generate: Generate, generation: dict, protocol: DiscrnProtocol
+) -> list[str]:
     return generate([media_prompt(example, protocol) for example in examples], generation)
 
 

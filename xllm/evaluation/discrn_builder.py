@@ -244,7 +244,9 @@ def captioned_dataset(manifest: str | Path, limit: int | None, name: str) -> tup
     examples = load_manifest(manifest, limit=limit, decode=False, name=name)
     modalities = [m for m, keyword in media_keywords().items() if keyword in examples.column_names]
     if len(modalities) != 1:
-        raise ValueError(f"`{name}` must be a captioned manifest of one modality, {manifest} has {modalities}.")
+        raise ValueError(
+            f"`{name}` must be a captioned manifest of one modality, {manifest} has {modalities}."
+        )
     keyword = media_keywords()[modalities[0]]
     rows = list(examples)
     media = [row[keyword][0] if isinstance(row[keyword], list) else row[keyword] for row in rows]

@@ -52,7 +52,9 @@ def generate_answers(
     answers = []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=not progress):
-        inputs = model_inputs(processor, prompts[start : start + batch_size]).to(model.device, dtype=model.dtype)
+        inputs = model_inputs(processor, prompts[start : start + batch_size]).to(
+            model.device, dtype=model.dtype
+        )
         outputs = model.generate(**inputs, **generation)  # (batch, prompt + new tokens)
         new_tokens = outputs[:, inputs["input_ids"].shape[1] :]
         answers += [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -123,7 +123,11 @@ def augment_captions(
 
 
 def augment_manifest(
-    manifest: str | Path, model: str | Path, output: str | Path, limit: int | None = None, max_new_tokens: int = 32
+    manifest: str | Path,
+    model: str | Path,
+    output: str | Path,
+    limit: int | None = None,
+    max_new_tokens: int = 32,
 ) -> tuple[Dataset, int]:
     """`xllm augment`: question/answer examples from a captioned manifest, written to `output` (JSONL,
     media paths relative to it); returns the kept examples and the number of captions read."""
@@ -139,7 +143,10 @@ def augment_manifest(
             {
                 "id": str(row.get("id", index)),
                 "caption": example_answer(row),
-                **{k: [relative(i) for i in row[k]] if isinstance(row[k], list) else relative(row[k]) for k in keywords},
+                **{
+                    k: [relative(i) for i in row[k]] if isinstance(row[k], list) else relative(row[k])
+                    for k in keywords
+                },
             }
             for index, row in enumerate(rows)
         ]

@@ -67,7 +67,11 @@ def write_report(
     (output_dir / "report.md").write_text(markdown_table(result, len(examples)))
     with (output_dir / "predictions.jsonl").open("w") as lines:
         for index, (example, prediction) in enumerate(zip(examples, result.predictions, strict=True)):
-            item = {"id": example.get("id", index), "prediction": prediction, "reference": task.references(example)}
+            item = {
+                "id": example.get("id", index),
+                "prediction": prediction,
+                "reference": task.references(example),
+            }
             lines.write(json.dumps(item) + "\n")
     return report
 

@@ -25,8 +25,8 @@ from xllm.manifests import example_answer, example_conversation
 from xllm.processing.processor_modalities import MODALITIES
 
 from .caption_tokenizer import tokenize_caption
-from .prompts import ChatPrompt, Prompt
 from .metric_loading import load_metric
+from .prompts import ChatPrompt, Prompt
 
 CAPTIONING_GENERATION = {"num_beams": 5, "max_new_tokens": 80, "min_new_tokens": 10}
 SHORT_ANSWER_GENERATION = {"num_beams": 5, "max_new_tokens": 10}
@@ -63,7 +63,9 @@ def prompt_conversation(example: dict, default_instruction: str | None = None) -
     return conversation
 
 
-def answer_each(examples: list[dict], generate: Generate, generation: dict, default_instruction: str | None) -> list[str]:
+def answer_each(
+    examples: list[dict], generate: Generate, generation: dict, default_instruction: str | None
+) -> list[str]:
     """Ask each example its prompt about its media."""
     return generate([ChatPrompt(media_conversation(e, default_instruction)) for e in examples], generation)
 
@@ -71,7 +73,12 @@ def answer_each(examples: list[dict], generate: Generate, generation: dict, defa
 def media_conversation(example: dict, default_instruction: str | None) -> list[dict]:
     """`prompt_conversation`, refused for an example without media: these tasks ask about its media."""
     conversation = prompt_conversation(example, default_instruction)
-    parts = [part for message in conversation if isinstance(message["content"], list) for part in message["content"]]
+    parts = [
+        part
+        for message in conversation
+        if isinstance(message["content"], list)
+        for part in message["content"]
+    ]
     if not any(part["type"] != "text" for part in parts):
         keywords = [row.keyword for row in MODALITIES.values()]
         raise ValueError(
@@ -101,7 +108,9 @@ def score_captions(examples: list[dict], predictions: list[str]) -> dict[str, fl
     references = [caption_references(example) for example in examples]
     scores = {}
     for name in ("cider", "bleu", "rouge_l"):
-        scores.update(scalar_metrics(load_metric(name).compute(predictions=predictions, references=references)))
+        scores.update(
+            scalar_metrics(load_metric(name).compute(predictions=predictions, references=references))
+        )
     return scores
 
 
@@ -156,7 +165,13 @@ TASKS = {
         CAPTIONING_GENERATION,
         caption_references,
     ),
-    "vqa": Task("vqa", partial(answer_each, default_instruction=None), score_vqa, SHORT_ANSWER_GENERATION, vqa_references),
+    "vqa": Task(
+        "vqa",
+        partial(answer_each, default_instruction=None),
+        score_vqa,
+        SHORT_ANSWER_GENERATION,
+        vqa_references,
+    ),
     "asr": Task(
         "asr",
         partial(answer_each, default_instruction=TRANSCRIPTION_INSTRUCTION),
@@ -171,4 +186,11 @@ TASKS = {
 # Every task `xllm evaluate --task` takes: these and DisCRn (`discrn.py`).
 TASK_NAMES = (*TASKS, "discrn")
 
-__all__ = ["CAPTIONING_GENERATION", "SHORT_ANSWER_GENERATION", "TASKS", "TASK_NAMES", "Task", "prompt_conversation"]
+__all__ = [
+    "CAPTIONING_GENERATION",
+    "SHORT_ANSWER_GENERATION",
+    "TASKS",
+    "TASK_NAMES",
+    "Task",
+    "prompt_conversation",
+]

@@ -252,7 +252,9 @@ def refuse_unknown_modality_keys(kwargs: dict) -> None:
     """An interface config for a modality the table does not know would be kept as a plain attribute
     and never built: refuse it."""
     suffix = "_interface_config"
-    unknown = sorted(key for key in kwargs if key.endswith(suffix) and key.removesuffix(suffix) not in MODALITIES)
+    unknown = sorted(
+        key for key in kwargs if key.endswith(suffix) and key.removesuffix(suffix) not in MODALITIES
+    )
     if unknown:
         raise ValueError(
             f"`XLLMConfig` got {unknown}, but the modality table knows only {list(MODALITIES)}: add a row to "

@@ -215,7 +215,10 @@ def convert_blip_processor(processor: ProcessorMixin, config: XLLMConfig):
     in two roles breaks `save_pretrained`), and the converted interface, which is not
     instruction-aware, ignores what it produces.
     """
-    from xllm.processing import XLLMProcessor, XLLMVideoProcessor  # converters run where the package is installed
+    from xllm.processing import (  # converters run where the package is installed
+        XLLMProcessor,
+        XLLMVideoProcessor,
+    )
 
     image_token_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     if image_token_id != config.image_token_id:

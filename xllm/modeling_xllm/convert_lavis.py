@@ -176,7 +176,11 @@ def load_lavis_interface(model: torch.nn.Module, path: str | Path, lavis_modalit
 
 
 def convert_lavis_folder(
-    checkpoint: str | Path, model_dir: str | Path, lavis_modality: str, output: str | Path, dtype: str = "auto"
+    checkpoint: str | Path,
+    model_dir: str | Path,
+    lavis_modality: str,
+    output: str | Path,
+    dtype: str = "auto",
 ) -> Path:
     """A saved X-LLM folder with one interface replaced by a LAVIS checkpoint's, written with remote code
     and a model card to `output` (`xllm convert lavis`)."""

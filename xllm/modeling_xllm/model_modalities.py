@@ -54,7 +54,11 @@ class ModelModality:
 
 MODALITIES: dict[str, ModelModality] = {
     "image": ModelModality(
-        encoder="vision", input_name="pixel_values", layout="single", cue="image: ", transformers_modality="image"
+        encoder="vision",
+        input_name="pixel_values",
+        layout="single",
+        cue="image: ",
+        transformers_modality="image",
     ),
     "video": ModelModality(
         encoder="vision",
@@ -80,7 +84,9 @@ MODALITIES: dict[str, ModelModality] = {
         cue="audio: ",
         transformers_modality="audio",
     ),
-    "point_cloud": ModelModality(encoder="point_cloud", input_name="point_clouds", layout="single", cue="3d: "),
+    "point_cloud": ModelModality(
+        encoder="point_cloud", input_name="point_clouds", layout="single", cue="3d: "
+    ),
 }
 
 

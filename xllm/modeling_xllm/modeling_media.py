@@ -82,7 +82,9 @@ def check_media(
         return
     mask_name = row.mask_name
     if not isinstance(mask, torch.Tensor) or mask.is_floating_point() or mask.is_complex():
-        raise ValueError(f"`{mask_name}` must be a bool or integer tensor, got {getattr(mask, 'dtype', type(mask))}.")
+        raise ValueError(
+            f"`{mask_name}` must be a bool or integer tensor, got {getattr(mask, 'dtype', type(mask))}."
+        )
     if row.layout == "windows":
         fits, expected = tuple(mask.shape) == tuple(media.shape[:2]), f"{tuple(media.shape[:2])}"
     else:  # one row per item, as long as the time axis of its input
@@ -131,11 +133,15 @@ def encode_media(
         return encode_sequences(encoder, interface_config, media, mask)
     windows = media if row.layout == "windows" else media.unsqueeze(1)  # (items, windows, *encoder_input)
     window_mask = (
-        torch.ones(windows.shape[:2], dtype=torch.bool, device=windows.device) if mask is None else mask.bool()
+        torch.ones(windows.shape[:2], dtype=torch.bool, device=windows.device)
+        if mask is None
+        else mask.bool()
     )
     real_windows = windows[window_mask]  # (real windows, *encoder_input), item-major
     outputs = encoder(
-        **{encoder.main_input_name: real_windows.to(encoder.dtype)}, output_hidden_states=True, return_dict=True
+        **{encoder.main_input_name: real_windows.to(encoder.dtype)},
+        output_hidden_states=True,
+        return_dict=True,
     )
     features = select_encoder_features(outputs.hidden_states, interface_config)
     return EncodedMedia(features, window_mask.sum(1), window_mask if row.layout == "windows" else None)
@@ -154,7 +160,9 @@ def encode_sequences(
     outputs = encoder(**inputs, output_hidden_states=True, return_dict=True)
     frames = select_encoder_features(outputs.hidden_states, interface_config)  # (items, frames, width)
     frame_mask = speech_frame_mask(encoder, attention_mask, frames.shape[1], frames.shape[0])
-    return EncodedMedia(frames, torch.ones(len(frames), dtype=torch.long, device=frames.device), None, frame_mask)
+    return EncodedMedia(
+        frames, torch.ones(len(frames), dtype=torch.long, device=frames.device), None, frame_mask
+    )
 
 
 def speech_frame_mask(

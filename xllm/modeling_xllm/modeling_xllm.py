@@ -44,7 +44,7 @@ from .model_modalities import (
 from .modeling_beats import XLLMBeatsModel
 from .modeling_cformer import CFormerInterface
 from .modeling_linear_interface import LinearInterface
-from .modeling_media import EncodedMedia, encode_media
+from .modeling_media import EncodedMedia, check_media, encode_media
 from .modeling_pointbert import XLLMPointBertModel
 from .modeling_qformer import QFormerInterface
 from .modeling_splice import splice_variable_length_features
@@ -58,6 +58,7 @@ ENCODER_CLASSES_OUTSIDE_AUTO = {
     "xllm_beats": XLLMBeatsModel,
     "xllm_pointbert": XLLMPointBertModel,
 }
+
 
 def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
     """Any transformers encoder from its config, through `AutoModel` where the mapping knows it."""
@@ -136,7 +137,9 @@ def item_rows(placeholder_mask: torch.Tensor, tokens_per_item: torch.Tensor) -> 
     return placeholder_rows[first_tokens]
 
 
-def check_placeholder_count(modality: str, placeholder_mask: torch.Tensor, tokens_per_item: torch.Tensor) -> None:
+def check_placeholder_count(
+    modality: str, placeholder_mask: torch.Tensor, tokens_per_item: torch.Tensor
+) -> None:
     """The one check that the text holds exactly the placeholders its media fill."""
     num_placeholders, num_tokens = int(placeholder_mask.sum()), int(tokens_per_item.sum())
     if num_placeholders != num_tokens:
@@ -344,7 +347,9 @@ class XLLMModel(XLLMPreTrainedModel):
                 f"This model has no {modality} interface (it has: {', '.join(self.interfaces) or 'none'})."
             )
 
-    def encode_media(self, modality: str, media: torch.Tensor, mask: torch.Tensor | None = None) -> EncodedMedia:
+    def encode_media(
+        self, modality: str, media: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> EncodedMedia:
         """The frozen encoder's features that `modality`'s interface reads (see `modeling_media.encode_media`)."""
         self._require_modality(modality)
         return encode_media(
@@ -385,7 +390,9 @@ class XLLMModel(XLLMPreTrainedModel):
                 )
             qformer_input_ids = qformer_input_ids.repeat_interleave(encoded.inputs_per_item, dim=0)
             if qformer_attention_mask is not None:
-                qformer_attention_mask = qformer_attention_mask.repeat_interleave(encoded.inputs_per_item, dim=0)
+                qformer_attention_mask = qformer_attention_mask.repeat_interleave(
+                    encoded.inputs_per_item, dim=0
+                )
         window_tokens = interface(encoded.features, qformer_input_ids, qformer_attention_mask)
         # (real windows, queries, llm_width) -> (items, windows * queries, llm_width), zeros for padded windows
         window_mask = encoded.window_mask
@@ -475,11 +482,17 @@ class XLLMModel(XLLMPreTrainedModel):
         qformer_attention_mask: torch.Tensor | None,
     ) -> XLLMModalityFeatures:
         """A modality's features for the placeholders of `input_ids`, each item reading the instruction
-        of the sample its placeholders are in; the placeholder count is checked before any encoding."""
+        of the sample its placeholders are in; the tensors and then the placeholder count are checked
+        before any encoding."""
         self._require_modality(modality)
+        check_media(modality, self.encoder_for(modality), given.values, given.mask)
         if model_modality(modality).layout == "sequence":
-            check_placeholder_count(modality, placeholder_mask, torch.ones(len(given.values), dtype=torch.long))
-            return self.get_modality_features(modality, given.values, given.mask, target_lengths=given.target_lengths)
+            check_placeholder_count(
+                modality, placeholder_mask, torch.ones(len(given.values), dtype=torch.long)
+            )
+            return self.get_modality_features(
+                modality, given.values, given.mask, target_lengths=given.target_lengths
+            )
         windows = torch.ones(len(given.values), dtype=torch.long, device=placeholder_mask.device)
         if given.mask is not None:
             windows = given.mask.bool().sum(1).to(placeholder_mask.device)
@@ -558,7 +571,11 @@ class XLLMModel(XLLMPreTrainedModel):
             raise ValueError(
                 "Media inputs need `input_ids` to locate their placeholders; got `inputs_embeds` only."
             )
-        if qformer_input_ids is not None and input_ids is not None and len(qformer_input_ids) != len(input_ids):
+        if (
+            qformer_input_ids is not None
+            and input_ids is not None
+            and len(qformer_input_ids) != len(input_ids)
+        ):
             raise ValueError(
                 f"`qformer_input_ids` must have one row per sample of `input_ids` ({len(input_ids)}), got "
                 f"{len(qformer_input_ids)}."
@@ -573,7 +590,9 @@ class XLLMModel(XLLMPreTrainedModel):
         modality_features = {}
         for modality, features in precomputed.items():  # (items, tokens, llm_width)
             placeholder_mask = input_ids == self.config.placeholder_token_id(modality)
-            check_placeholder_count(modality, placeholder_mask, torch.full((len(features),), features.shape[1]))
+            check_placeholder_count(
+                modality, placeholder_mask, torch.full((len(features),), features.shape[1])
+            )
             inputs_embeds = inputs_embeds.masked_scatter(
                 placeholder_mask.unsqueeze(-1), features.to(inputs_embeds.dtype)
             )
@@ -865,6 +884,12 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             labels=outputs.labels,
             quantity_loss=outputs.quantity_loss,
         )
+
+    def _validate_model_kwargs(self, model_kwargs: dict) -> None:
+        # `generate` accepts only keywords named in `forward`'s signature; a modality added to the table
+        # passes its media through `**kwargs`, so the table's input names are valid too.
+        table_inputs = {name for row in MODALITIES.values() for name in row.input_names}
+        super()._validate_model_kwargs({k: v for k, v in model_kwargs.items() if k not in table_inputs})
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool = False, **kwargs) -> dict:
         model_inputs = super().prepare_inputs_for_generation(

@@ -341,7 +341,9 @@ class XLLMProcessor(ProcessorMixin):
             "window length; pass `audio_window_seconds` to the processor."
         )
 
-    def _speech_features(self, waveforms: list, row: ProcessorModality, transcripts: list[str] | None) -> dict:
+    def _speech_features(
+        self, waveforms: list, row: ProcessorModality, transcripts: list[str] | None
+    ) -> dict:
         extractor = getattr(self, row.sub_processor)
         # Whisper-style extractors define a fixed window (`n_samples`, 30 s) that their encoder requires.
         padding = "max_length" if hasattr(extractor, "n_samples") else "longest"
@@ -517,7 +519,9 @@ class XLLMProcessor(ProcessorMixin):
             )
         ours = [modality for modality, row in MODALITIES.items() if not row.chat_via_transformers]
         visible = [[without_content_types(message, ours) for message in c] for c in conversations]
-        images, videos, _, extra = super()._multimodal_inputs_from_conversations(visible, audio_loading_params)
+        images, videos, _, extra = super()._multimodal_inputs_from_conversations(
+            visible, audio_loading_params
+        )
         extra["instructions"] = [conversation_instruction(conversation) for conversation in conversations]
         audio = []
         for modality in ours:

@@ -8,9 +8,9 @@ What every stage shares is in `stage_training.py`, checkpoints in `checkpointing
 the collator in `data.py`, and a run from a YAML file (`xllm train`) in `training_run.py`.
 """
 
-from .checkpointing import is_complete_checkpoint, last_complete_checkpoint
 from xllm.manifests import load_manifest, mix_datasets
 
+from .checkpointing import is_complete_checkpoint, last_complete_checkpoint
 from .data import XLLMDataCollator
 from .stage1_interface_pretraining import (
     CFormerPretrainingHeads,

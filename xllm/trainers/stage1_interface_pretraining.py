@@ -32,11 +32,11 @@ from torch import nn
 from transformers import Trainer
 from transformers.modeling_outputs import ModelOutput
 
+from xllm.manifests import decoded_media, example_answer
 from xllm.modeling_xllm.model_modalities import model_modality
 from xllm.modeling_xllm.modeling_media import encode_media
 from xllm.processing.processor_modalities import processor_modality
 
-from xllm.manifests import decoded_media, example_answer
 from .stage_training import StageTrainingMixin, unwrap_peft
 
 TEMPERATURE_RANGE = (0.001, 0.5)  # BLIP-2 clamps its learned contrastive temperature to this range
@@ -175,7 +175,12 @@ class CFormerPretrainingHeads(FrozenEncoderHeads):
     `ctc_weight > 0`, CTC on the encoder frames (`ctc`)."""
 
     def __init__(
-        self, interface: nn.Module, encoder: nn.Module, modality: str, vocab_size: int, ctc_weight: float = 0.0
+        self,
+        interface: nn.Module,
+        encoder: nn.Module,
+        modality: str,
+        vocab_size: int,
+        ctc_weight: float = 0.0,
     ):
         super().__init__()
         if ctc_weight < 0:
@@ -210,7 +215,11 @@ class CFormerPretrainingHeads(FrozenEncoderHeads):
         target_lengths = media[row.target_lengths_name]
         with torch.no_grad():
             encoded = encode_media(
-                self.encoder, self.interface.config, self.modality, media[row.input_name], media.get(row.mask_name)
+                self.encoder,
+                self.interface.config,
+                self.modality,
+                media[row.input_name],
+                media.get(row.mask_name),
             )
         frames, frame_mask = encoded.features, encoded.frame_mask
         cformer = self.interface(frames, frame_mask, target_lengths)
@@ -259,7 +268,9 @@ def stage_one_media(examples: list[dict], modality: str) -> list:
                 )
             item = item[0]
         if item is None:
-            raise ValueError(f"A stage-1 {modality} example needs a `{keyword}` column; example {index} has none.")
+            raise ValueError(
+                f"A stage-1 {modality} example needs a `{keyword}` column; example {index} has none."
+            )
         items.append(decoded_media(item))
     return items
 
@@ -268,7 +279,9 @@ class QFormerPretrainingCollator:
     """(media, caption) examples of one modality -> its model inputs (as the processor prepares them)
     and the caption in the Q-Former's vocabulary."""
 
-    def __init__(self, processor, modality: str = "image", text_column: str = "response", max_length: int = 64):
+    def __init__(
+        self, processor, modality: str = "image", text_column: str = "response", max_length: int = 64
+    ):
         self.processor = processor
         self.modality = modality
         self.text_column = text_column

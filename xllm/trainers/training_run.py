@@ -25,11 +25,10 @@ from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from xllm.manifests import load_manifest, mix_datasets
 from xllm.modeling_xllm.model_modalities import model_modality
 
 from .checkpointing import last_complete_checkpoint
-from xllm.manifests import load_manifest, mix_datasets
-
 from .data import XLLMDataCollator
 from .stage1_interface_pretraining import InterfacePretrainingTrainer, pretraining_collator
 from .stage2_alignment import AlignmentTrainer, init_video_from_image
@@ -158,7 +157,8 @@ def build_trainer(model_args, data_args, stage_args, training_args):
         if ratio != 0
     ]
     sources = [
-        load_manifest(path, streaming=data_args.streaming, name=f"datasets[{index}]") for index, path in chosen
+        load_manifest(path, streaming=data_args.streaming, name=f"datasets[{index}]")
+        for index, path in chosen
     ]
     dataset = mix_datasets(sources, [ratios[index] for index, _ in chosen], seed=training_args.seed)
     common = dict(args=training_args, train_dataset=dataset, processing_class=processor)

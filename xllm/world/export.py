@@ -62,13 +62,21 @@ def split_examples(dataset, modality: str, folder: Path, manifest_dir: Path) -> 
     for row in raw_media(dataset, modality):
         media = str(write_media(row, modality, folder).relative_to(manifest_dir))
         first = row["qa"][0]  # the caption instruction and the caption (or transcript)
-        example = {"id": row["id"], keyword: media, "messages": one_turn(modality, first["instruction"], first["answer"])}
+        example = {
+            "id": row["id"],
+            keyword: media,
+            "messages": one_turn(modality, first["instruction"], first["answer"]),
+        }
         if modality == "speech":
             example["transcript"] = row["transcript"]
         captions.append(example)
         for index, pair in enumerate(row["qa"]):
             qa.append(
-                {**example, "id": f"{row['id']}-{index}", "messages": one_turn(modality, pair["instruction"], pair["answer"])}
+                {
+                    **example,
+                    "id": f"{row['id']}-{index}",
+                    "messages": one_turn(modality, pair["instruction"], pair["answer"]),
+                }
             )
     return captions, qa
 
