@@ -1,7 +1,7 @@
 """Count the assertions of every test, to show that moving tests kept what they check.
 
     python scripts/count_assertions.py tests > after.json
-    python scripts/count_assertions.py --compare before.json after.json
+    python scripts/count_assertions.py --compare before.json after.json [--renamed OLD:NEW ...]
 
 An assertion is an `assert` statement, a `pytest.raises` / `pytest.warns` block, or a call whose name
 starts with `assert` (`torch.testing.assert_close`, `np.testing.assert_array_equal`, ...). Tests are
@@ -52,7 +52,8 @@ def count(folder: Path) -> dict[str, dict]:
     return counts
 
 
-def compare(before: dict, after: dict) -> int:
+def compare(before: dict, after: dict, renamed: dict[str, str]) -> int:
+    before = {renamed.get(name, name): test for name, test in before.items()}
     moved = [name for name in before if name in after and before[name]["file"] != after[name]["file"]]
     fewer = [
         name for name in before if name in after and after[name]["assertions"] < before[name]["assertions"]
@@ -80,6 +81,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--renamed", nargs="*", default=[], metavar="OLD:NEW", help="tests renamed between the two counts"
+    )
     parser.add_argument("paths", nargs="+")
     parser.add_argument(
         "--compare", action="store_true", help="compare two JSON files written by this script"
@@ -87,7 +91,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.compare:
         before, after = (json.loads(Path(p).read_text()) for p in args.paths)
-        return compare(before, after)
+        return compare(before, after, dict(pair.split(":", 1) for pair in args.renamed))
     json.dump(count(Path(args.paths[0])), sys.stdout, indent=1, sort_keys=True)
     return 0
 

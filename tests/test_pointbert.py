@@ -3,25 +3,14 @@ import argparse
 import pytest
 import torch
 
-from xllm.modeling_xllm.configuration_pointbert import XLLMPointBertConfig
 from xllm.modeling_xllm.convert_pointbert import convert_pointbert_checkpoint
 from xllm.modeling_xllm.modeling_pointbert import XLLMPointBertModel, farthest_point_sample, group_points
-
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    num_groups=16,
-    group_size=8,
-    group_embedding_size=48,
-    position_embedding_size=16,
-)
+from xllm.testing import tiny_point_cloud_config
 
 
 def tiny_model(**overrides) -> XLLMPointBertModel:
     torch.manual_seed(0)
-    return XLLMPointBertModel(XLLMPointBertConfig(**{**TINY, **overrides})).eval()
+    return XLLMPointBertModel(tiny_point_cloud_config(**overrides)).eval()
 
 
 def test_all_tokens_are_returned_cls_first():

@@ -20,7 +20,7 @@ from test_conversion import build_original, lavis_state_dict
 from transformers import BertConfig, BertModel, CLIPConfig, CLIPModel, LlamaForCausalLM
 
 from xllm.cli import build_parser, main
-from xllm.testing import tiny_qformer_tokenizer, tiny_text_config, tiny_tokenizer
+from xllm.testing import tiny_qformer_tokenizer, tiny_text_config, tiny_tokenizer, tiny_vision_config
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 README = (REPOSITORY / "README.md").read_text()
@@ -111,16 +111,9 @@ def test_every_python_block_of_the_readme_runs(tmp_path, monkeypatch):
     torch.manual_seed(0)
     LlamaForCausalLM(tiny_text_config(vocab_size=len(tokenizer))).save_pretrained(tmp_path / "llm")
     tokenizer.save_pretrained(tmp_path / "llm")
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-    )
-    CLIPModel(CLIPConfig(vision_config=vision, text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-              num_attention_heads=4))).save_pretrained(tmp_path / "clip")  # fmt: skip
+    text = tiny_text_config(vocab_size=len(tokenizer)).to_dict()
+    clip = CLIPConfig(vision_config=tiny_vision_config().to_dict(), text_config=text)
+    CLIPModel(clip).save_pretrained(tmp_path / "clip")
     stand_ins = {
         "lmsys/vicuna-7b-v1.5": str(tmp_path / "llm"),
         "openai/clip-vit-large-patch14": str(tmp_path / "clip"),

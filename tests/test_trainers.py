@@ -64,7 +64,7 @@ def video_manifest(tmp_path_factory):
     return write_video_manifest(tmp_path_factory.mktemp("videos"))
 
 
-def training_args(output_dir, **overrides) -> TrainingArguments:
+def training_args(output_dir, arguments_class=TrainingArguments, **overrides) -> TrainingArguments:
     defaults = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=4,
@@ -80,7 +80,7 @@ def training_args(output_dir, **overrides) -> TrainingArguments:
         disable_tqdm=True,
     )
     defaults.update(overrides)
-    return TrainingArguments(**defaults)
+    return arguments_class(**defaults)
 
 
 def frozen_snapshot(model):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_trainers import training_args
 from trl import SFTConfig
 
 from xllm.manifests import load_manifest
@@ -47,23 +48,8 @@ def manifest(tmp_path_factory):
 
 
 def sft_config(output_dir, **overrides) -> SFTConfig:
-    defaults = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        max_steps=6,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-        lr_scheduler_type="constant",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        bf16=False,  # SFTConfig's default; fp32 keeps the comparison exact
-    )
-    defaults.update(overrides)
-    return SFTConfig(**defaults)
+    # bf16=False is SFTConfig's default; fp32 keeps the comparison exact.
+    return training_args(output_dir, SFTConfig, learning_rate=1e-2, max_steps=6, bf16=False, **overrides)
 
 
 def steerable_tiny_model():

@@ -12,23 +12,24 @@ from .lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it, imported on first access.
+# The module that defines each public name, imported on first access.
 _EXPORTS = {
-    "MODALITIES": "xllm.modeling_xllm",
-    "PRESETS": "xllm.modeling_xllm",
-    "XLLMConfig": "xllm.modeling_xllm",
-    "XLLMForConditionalGeneration": "xllm.modeling_xllm",
-    "XLLMInterfaceConfig": "xllm.modeling_xllm",
-    "XLLMModalityFeatures": "xllm.modeling_xllm",
-    "XLLMModel": "xllm.modeling_xllm",
-    "XLLMPreTrainedModel": "xllm.modeling_xllm",
-    "default_modality_cues": "xllm.modeling_xllm",
-    "preset_config": "xllm.modeling_xllm",
-    "XLLMProcessor": "xllm.processing",
-    "XLLMVideoProcessor": "xllm.processing",
+    "xllm.modeling_xllm": [
+        "MODALITIES",
+        "PRESETS",
+        "XLLMConfig",
+        "XLLMForConditionalGeneration",
+        "XLLMInterfaceConfig",
+        "XLLMModalityFeatures",
+        "XLLMModel",
+        "XLLMPreTrainedModel",
+        "default_modality_cues",
+        "preset_config",
+    ],
+    "xllm.processing": ["XLLMProcessor", "XLLMVideoProcessor"],
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,8 +5,10 @@ import importlib
 from collections.abc import Callable
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Callable]:
-    """`__getattr__` and `__dir__` for `package`, whose public name -> defining module (absolute) is `exports`."""
+def lazy_exports(package: str, modules: dict[str, list[str]]) -> tuple[Callable, Callable]:
+    """`__getattr__` and `__dir__` for `package`, whose public names are given by the module (absolute
+    name) that defines them."""
+    exports = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str):
         if name not in exports:

@@ -138,6 +138,22 @@ def tiny_interface_config(
     )
 
 
+def tiny_whisper_config(max_source_positions: int) -> PreTrainedConfig:
+    """A 2-layer, 32-wide Whisper on 80 mel bins; its encoder reads `2 * max_source_positions` frames."""
+    return AutoConfig.for_model(
+        "whisper",
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        decoder_ffn_dim=64,
+        num_mel_bins=80,
+        max_source_positions=max_source_positions,
+    )
+
+
 def tiny_speech_config(model_type: str = "parakeet_encoder") -> PreTrainedConfig:
     """A 2-layer speech encoder: Parakeet (conv subsampling + conformer, on 80-bin fbank) by default."""
     if model_type == "parakeet_encoder":
@@ -157,18 +173,7 @@ def tiny_speech_config(model_type: str = "parakeet_encoder") -> PreTrainedConfig
             attention_dropout=0.0,
         )
     if model_type == "whisper":
-        return AutoConfig.for_model(
-            "whisper",
-            d_model=32,
-            encoder_layers=2,
-            encoder_attention_heads=4,
-            encoder_ffn_dim=64,
-            decoder_layers=1,
-            decoder_attention_heads=4,
-            decoder_ffn_dim=64,
-            num_mel_bins=80,
-            max_source_positions=1500,
-        )
+        return tiny_whisper_config(max_source_positions=1500)  # 30 s of log-mel, as Whisper reads speech
     if model_type == "wav2vec2-conformer":
         return AutoConfig.for_model(
             "wav2vec2-conformer",
@@ -208,18 +213,7 @@ def tiny_audio_config(model_type: str = "xllm_beats") -> PreTrainedConfig:
     if model_type == "audio-spectrogram-transformer":
         return AutoConfig.for_model(model_type, **small, num_mel_bins=16, max_length=64)
     if model_type == "whisper":
-        return AutoConfig.for_model(
-            "whisper",
-            d_model=32,
-            encoder_layers=2,
-            encoder_attention_heads=4,
-            encoder_ffn_dim=64,
-            decoder_layers=1,
-            decoder_attention_heads=4,
-            decoder_ffn_dim=64,
-            num_mel_bins=80,
-            max_source_positions=50,  # 100 log-mel frames: 1 s chunks
-        )
+        return tiny_whisper_config(max_source_positions=50)  # 100 log-mel frames: 1 s chunks
     raise ValueError(f"`model_type` must be one of {TINY_AUDIO_ENCODERS}, got {model_type!r}.")
 
 
@@ -234,9 +228,9 @@ def tiny_audio_feature_extractor(model_type: str = "xllm_beats") -> FeatureExtra
     raise ValueError(f"`model_type` must be one of {TINY_AUDIO_ENCODERS}, got {model_type!r}.")
 
 
-def tiny_point_cloud_config() -> XLLMPointBertConfig:
+def tiny_point_cloud_config(**overrides) -> XLLMPointBertConfig:
     """A 2-layer PointBERT over 16 groups of 8 points."""
-    return XLLMPointBertConfig(
+    sizes = dict(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -246,6 +240,7 @@ def tiny_point_cloud_config() -> XLLMPointBertConfig:
         group_embedding_size=48,
         position_embedding_size=16,
     )
+    return XLLMPointBertConfig(**{**sizes, **overrides})
 
 
 def tiny_cformer_config(**kwargs) -> XLLMInterfaceConfig:
@@ -331,40 +326,24 @@ def tiny_config(
 def tiny_model_and_processor(
     text_model_type: str = "llama",
     vision_model_type: str = "clip_vision_model",
-    num_query_tokens: int = 4,
-    instruction_aware: bool = True,
     seed: int = 0,
-    speech_model_type: str | None = "parakeet_encoder",
-    audio_model_type: str | None = "xllm_beats",
-    point_clouds: bool = True,
-    interface_kind: str = "qformer",
-    modality_cues: dict[str, str] | None = None,
+    **config_kwargs,
 ) -> tuple[XLLMForConditionalGeneration, XLLMProcessor]:
     """A small random-weight (model, processor) pair: image, video, speech, audio and point-cloud
-    interfaces (see `tiny_config`), 2-layer LLM.
+    interfaces (see `tiny_config`, which takes `config_kwargs`), 2-layer LLM.
 
     Forward and generate take well under a second on a CPU. Encoders and LLM are frozen, as in
     training; the model is in eval mode.
     """
     torch.manual_seed(seed)
-    config = tiny_config(
-        text_model_type,
-        vision_model_type,
-        num_query_tokens,
-        instruction_aware,
-        speech_model_type=speech_model_type,
-        audio_model_type=audio_model_type,
-        point_clouds=point_clouds,
-        interface_kind=interface_kind,
-        modality_cues=modality_cues,
-    )
+    config = tiny_config(text_model_type, vision_model_type, **config_kwargs)
     model = XLLMForConditionalGeneration(config).eval()
     processor = tiny_processor(
-        num_query_tokens,
+        config.image_interface_config.num_query_tokens,
         image_size=config.vision_config.image_size,
         num_frames=config.num_video_frames,
         modalities=config.modalities,
         modality_cues=config.modality_cues,
-        audio_model_type=audio_model_type or "xllm_beats",
+        audio_model_type=getattr(config.audio_config, "model_type", "xllm_beats"),
     )
     return model, processor

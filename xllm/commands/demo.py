@@ -18,13 +18,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from xllm.demo import Demo, DemoSettings, write_report
+    from xllm.demo import Demo, DemoSettings, write_demo_report
 
     settings = DemoSettings(seed=args.seed)
     if args.fast:
         settings = settings.fast()
     output = Path(args.output)
     report = Demo(settings, output).run()
-    print("\n" + write_report(report, output))
+    print("\n" + write_demo_report(report, output))
     print(f"Report: {output / 'report.md'}; model: {report['model']}")
     return 0

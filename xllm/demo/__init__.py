@@ -5,7 +5,7 @@ the command is `xllm/commands/demo.py`.
 """
 
 from .pipeline import Demo
-from .report import write_report
+from .report import write_demo_report
 from .settings import DemoSettings
 
-__all__ = ["Demo", "DemoSettings", "write_report"]
+__all__ = ["Demo", "DemoSettings", "write_demo_report"]

@@ -160,7 +160,7 @@ def plot_results(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def write_report(report: dict, output: Path) -> str:
+def write_demo_report(report: dict, output: Path) -> str:
     """report.json, report.md, losses.png, results.png; returns the Markdown."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.json").write_text(json.dumps(report, indent=2))

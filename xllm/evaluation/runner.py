@@ -32,7 +32,7 @@ def evaluate_examples(
     return EvaluationResult(task.name, task.score(examples, predictions), predictions, generation)
 
 
-def load_model_and_processor(model_path: str | Path, device: str | None = None):
+def load_evaluated_model(model_path: str | Path, device: str | None = None):
     """An X-LLM model (eval mode, on `device` or the first accelerator) and its processor, from a local folder."""
     import torch
     from transformers import AutoModelForMultimodalLM, AutoProcessor
@@ -50,7 +50,7 @@ def markdown_table(result: EvaluationResult, items: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(
+def write_evaluation_report(
     result: EvaluationResult, examples: list[dict], task: Task, output_dir: str | Path, details: dict
 ) -> dict:
     """Write report.json, report.md and predictions.jsonl (one line per item) to `output_dir`."""
@@ -93,11 +93,11 @@ def run_evaluation(
     from .generation import generate_answers
 
     examples = list(load_manifest(manifest, allow_outside_root=allow_outside_root, limit=limit, name="data"))
-    model, processor = load_model_and_processor(model_path, device)
+    model, processor = load_evaluated_model(model_path, device)
     generate = partial(generate_answers, model, processor, batch_size=batch_size, progress=progress)
     result = evaluate_examples(task, examples, generate, generation_overrides)
     details = {"model": str(model_path), "data": str(manifest)}
-    return write_report(result, examples, task, output_dir, details)
+    return write_evaluation_report(result, examples, task, output_dir, details)
 
 
-__all__ = ["EvaluationResult", "evaluate_examples", "run_evaluation", "write_report"]
+__all__ = ["EvaluationResult", "evaluate_examples", "run_evaluation", "write_evaluation_report"]

@@ -7,24 +7,25 @@ torch; importing any of them registers the classes with transformers' Auto class
 
 from xllm.lazy_exports import lazy_exports
 
-# Public name -> the module that defines it.
+# The module that defines each public name, imported on first access.
 _EXPORTS = {
-    "MODALITIES": "xllm.modeling_xllm.model_modalities",
-    "ModelModality": "xllm.modeling_xllm.model_modalities",
-    "default_modality_cues": "xllm.modeling_xllm.model_modalities",
-    "PRESETS": "xllm.modeling_xllm.configuration_presets",
-    "preset_config": "xllm.modeling_xllm.configuration_presets",
-    "x_instructblip_config": "xllm.modeling_xllm.configuration_presets",
-    "x_llm_config": "xllm.modeling_xllm.configuration_presets",
-    "XLLMConfig": "xllm.modeling_xllm.configuration_xllm",
-    "XLLMInterfaceConfig": "xllm.modeling_xllm.configuration_xllm",
-    "XLLMForConditionalGeneration": "xllm.modeling_xllm.modeling_xllm",
-    "XLLMModalityFeatures": "xllm.modeling_xllm.modeling_xllm",
-    "XLLMModel": "xllm.modeling_xllm.modeling_xllm",
-    "XLLMPreTrainedModel": "xllm.modeling_xllm.modeling_xllm",
+    "xllm.modeling_xllm.model_modalities": ["MODALITIES", "ModelModality", "default_modality_cues"],
+    "xllm.modeling_xllm.configuration_presets": [
+        "PRESETS",
+        "preset_config",
+        "x_instructblip_config",
+        "x_llm_config",
+    ],
+    "xllm.modeling_xllm.configuration_xllm": ["XLLMConfig", "XLLMInterfaceConfig"],
+    "xllm.modeling_xllm.modeling_xllm": [
+        "XLLMForConditionalGeneration",
+        "XLLMModalityFeatures",
+        "XLLMModel",
+        "XLLMPreTrainedModel",
+    ],
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

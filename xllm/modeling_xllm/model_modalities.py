@@ -40,6 +40,10 @@ class ModelModality:
     cue: str = ""  # X-InstructBLIP's text before the modality's block (`modality_cues`)
     transformers_modality: str | None = None  # its name among transformers' input modalities
 
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"`layout` must be one of {LAYOUTS}, got {self.layout!r}.")
+
     @property
     def input_names(self) -> tuple[str, ...]:
         """Every `forward` keyword that carries this modality's media."""

@@ -37,7 +37,7 @@ LEADING_AXES = {"single": "(items, ...)", "windows": "(items, windows, ...)", "s
 class EncodedMedia(NamedTuple):
     """features: (encoder inputs, tokens, encoder_width), every real input of every item, item-major;
     inputs_per_item: (items,) encoder inputs each item has (1 for `single`, its real windows for `windows`);
-    window_mask: (items, windows) the real windows, None for `single` and `sequence`;
+    window_mask: (items, windows) the real windows (one per item for `single`), None for `sequence`;
     frame_mask: (items, tokens) real encoder output frames, `sequence` only."""
 
     features: torch.Tensor
@@ -118,6 +118,15 @@ def check_channels(name: str, encoder: PreTrainedModel, media: torch.Tensor) -> 
         )
 
 
+def real_windows_mask(modality: str, media: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(items, windows) bool: the encoder inputs each fixed-length item has (an image or a cloud is one
+    window; a video's frames are all real; a sound's real windows are its mask's)."""
+    if mask is not None:
+        return mask.bool()
+    windows = media.shape[1] if model_modality(modality).layout == "windows" else 1
+    return torch.ones(len(media), windows, dtype=torch.bool, device=media.device)
+
+
 def encode_media(
     encoder: PreTrainedModel,
     interface_config: XLLMInterfaceConfig,
@@ -132,11 +141,7 @@ def encode_media(
     if row.layout == "sequence":
         return encode_sequences(encoder, interface_config, media, mask)
     windows = media if row.layout == "windows" else media.unsqueeze(1)  # (items, windows, *encoder_input)
-    window_mask = (
-        torch.ones(windows.shape[:2], dtype=torch.bool, device=windows.device)
-        if mask is None
-        else mask.bool()
-    )
+    window_mask = real_windows_mask(modality, media, mask)
     real_windows = windows[window_mask]  # (real windows, *encoder_input), item-major
     outputs = encoder(
         **{encoder.main_input_name: real_windows.to(encoder.dtype)},
@@ -144,7 +149,7 @@ def encode_media(
         return_dict=True,
     )
     features = select_encoder_features(outputs.hidden_states, interface_config)
-    return EncodedMedia(features, window_mask.sum(1), window_mask if row.layout == "windows" else None)
+    return EncodedMedia(features, window_mask.sum(1), window_mask)
 
 
 def encode_sequences(
@@ -186,4 +191,11 @@ def speech_frame_mask(
     return frames.unsqueeze(0) < output_lengths.to(frames.device).unsqueeze(1)
 
 
-__all__ = ["EncodedMedia", "check_media", "encode_media", "select_encoder_features", "speech_frame_mask"]
+__all__ = [
+    "EncodedMedia",
+    "check_media",
+    "encode_media",
+    "real_windows_mask",
+    "select_encoder_features",
+    "speech_frame_mask",
+]

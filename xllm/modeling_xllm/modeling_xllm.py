@@ -44,7 +44,7 @@ from .model_modalities import (
 from .modeling_beats import XLLMBeatsModel
 from .modeling_cformer import CFormerInterface
 from .modeling_linear_interface import LinearInterface
-from .modeling_media import EncodedMedia, check_media, encode_media
+from .modeling_media import EncodedMedia, check_media, encode_media, real_windows_mask
 from .modeling_pointbert import XLLMPointBertModel
 from .modeling_qformer import QFormerInterface
 from .modeling_splice import splice_variable_length_features
@@ -395,11 +395,8 @@ class XLLMModel(XLLMPreTrainedModel):
                 )
         window_tokens = interface(encoded.features, qformer_input_ids, qformer_attention_mask)
         # (real windows, queries, llm_width) -> (items, windows * queries, llm_width), zeros for padded windows
-        window_mask = encoded.window_mask
-        if window_mask is None:
-            window_mask = torch.ones(len(media), 1, dtype=torch.bool, device=window_tokens.device)
-        per_item = window_tokens.new_zeros(*window_mask.shape, *window_tokens.shape[1:])
-        per_item[window_mask] = window_tokens
+        per_item = window_tokens.new_zeros(*encoded.window_mask.shape, *window_tokens.shape[1:])
+        per_item[encoded.window_mask] = window_tokens
         return XLLMModalityFeatures(per_item.flatten(1, 2), encoded.inputs_per_item * window_tokens.shape[1])
 
     def get_image_features(
@@ -493,11 +490,7 @@ class XLLMModel(XLLMPreTrainedModel):
             return self.get_modality_features(
                 modality, given.values, given.mask, target_lengths=given.target_lengths
             )
-        windows = torch.ones(len(given.values), dtype=torch.long, device=placeholder_mask.device)
-        if given.mask is not None:
-            windows = given.mask.bool().sum(1).to(placeholder_mask.device)
-        elif model_modality(modality).layout == "windows":
-            windows = windows * given.values.shape[1]
+        windows = real_windows_mask(modality, given.values, given.mask).sum(1).to(placeholder_mask.device)
         tokens_per_item = windows * self.interfaces[modality].num_output_tokens  # (items,)
         check_placeholder_count(modality, placeholder_mask, tokens_per_item)
         if qformer_input_ids is not None:
@@ -836,30 +829,26 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             speech, the model aligns them with the spliced sequence (returned as `labels`) and adds
             CIF's quantity loss (weighted by the interface's `quantity_loss_weight`).
         """
-        media = media_inputs(  # out of `kwargs`, which also reach the loss function
-            kwargs,
-            pixel_values=pixel_values,
-            pixel_values_videos=pixel_values_videos,
-            audio_features=audio_features,
-            audio_window_mask=audio_window_mask,
-            point_clouds=point_clouds,
-            speech_features=speech_features,
-            speech_attention_mask=speech_attention_mask,
-            speech_target_lengths=speech_target_lengths,
-        )
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
+            pixel_values=pixel_values,
+            pixel_values_videos=pixel_values_videos,
             qformer_input_ids=qformer_input_ids,
             qformer_attention_mask=qformer_attention_mask,
+            audio_features=audio_features,
+            audio_window_mask=audio_window_mask,
+            point_clouds=point_clouds,
             mm_encoder_outputs=mm_encoder_outputs,
+            speech_features=speech_features,
+            speech_attention_mask=speech_attention_mask,
+            speech_target_lengths=speech_target_lengths,
             labels=labels,
             use_cache=use_cache,
-            **media,
-            **kwargs,
+            **kwargs,  # media of a modality added to the table come here too; the loss ignores them
         )
         if outputs.labels is not None:
             labels = outputs.labels

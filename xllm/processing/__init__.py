@@ -4,17 +4,17 @@ imports without torch."""
 
 from xllm.lazy_exports import lazy_exports
 
-# Public name -> the module that defines it.
+# The module that defines each public name, imported on first access.
 _EXPORTS = {
-    "XLLMAudioFeatureExtractor": "xllm.processing.feature_extraction_audio_xllm",
-    "XLLMPointCloudFeatureExtractor": "xllm.processing.feature_extraction_point_cloud_xllm",
-    "XLLMProcessor": "xllm.processing.processing_xllm",
-    "XLLMSpeechFeatureExtractor": "xllm.processing.feature_extraction_speech_xllm",
-    "XLLMVideoProcessor": "xllm.processing.video_processing_xllm",
-    "load_audio": "xllm.processing.audio_loading_xllm",
+    "xllm.processing.feature_extraction_audio_xllm": ["XLLMAudioFeatureExtractor"],
+    "xllm.processing.feature_extraction_point_cloud_xllm": ["XLLMPointCloudFeatureExtractor"],
+    "xllm.processing.processing_xllm": ["XLLMProcessor"],
+    "xllm.processing.feature_extraction_speech_xllm": ["XLLMSpeechFeatureExtractor"],
+    "xllm.processing.video_processing_xllm": ["XLLMVideoProcessor"],
+    "xllm.processing.audio_loading_xllm": ["load_audio"],
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -108,7 +108,7 @@ def parse_config(path: str | Path, overrides: dict | None = None):
     return model_args, data_args, stage_args, training_args
 
 
-def load_model_and_processor(model_args: ModelArguments):
+def load_starting_model(model_args: ModelArguments):
     """The starting model and its processor; the one place where presets plug in."""
     if model_args.tiny_model:
         from xllm.testing import tiny_model_and_processor
@@ -149,7 +149,7 @@ def process_dataset_ratios(data_args: DataArguments, process_index: int, world_s
 def build_trainer(model_args, data_args, stage_args, training_args):
     if not data_args.datasets:
         raise ValueError("`datasets` must list at least one manifest.")
-    model, processor = load_model_and_processor(model_args)
+    model, processor = load_starting_model(model_args)
     ratios = process_dataset_ratios(data_args, training_args.process_index, training_args.world_size)
     chosen = [
         (index, path)
