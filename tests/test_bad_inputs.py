@@ -482,7 +482,9 @@ def test_truncated_safetensors_file_is_a_value_error(image_model_dir, tmp_path):
 
 
 def test_an_interface_config_for_a_modality_the_table_lacks_is_refused_not_ignored():
-    with pytest.raises(ValueError, match=r"got \['depth_interface_config'\], but the modality table knows only"):
+    with pytest.raises(
+        ValueError, match=r"got \['depth_interface_config'\], but the modality table knows only"
+    ):
         XLLMConfig(
             text_config=tiny_text_config(vocab_size=len(tiny_tokenizer())),
             vision_config=tiny_vision_config(),
