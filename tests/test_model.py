@@ -301,3 +301,28 @@ def test_gradient_checkpointing_gives_the_same_gradients(image):
     assert plain.keys() == checkpointed.keys() and plain
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-5, rtol=1e-5)
+
+
+def test_beam_search_reads_each_samples_media_in_each_of_its_beams():
+    """transformers repeats tensors row by row; media rows are items, repeated per sample instead."""
+    model, processor = tiny_model_and_processor()
+    images = [random_image(0), random_image(1), random_image(2)]
+    texts = ["<image> <image> describe it", "<image> what colour is it ?"]
+    batch = processor(images=images, text=texts)
+    seen = []
+    original = model.model.get_modality_features
+
+    def recording(modality, media, *args, **kwargs):
+        seen.append(media[:, 0, 0, 0].clone())
+        return original(modality, media, *args, **kwargs)
+
+    model.model.get_modality_features = recording
+    batched = model.generate(**batch, num_beams=2, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    first = batch["pixel_values"][:, 0, 0, 0]
+    assert seen[0].tolist() == first[[0, 1, 0, 1, 2, 2]].tolist()  # sample 0's two images in both its beams
+    for row, (text, items) in enumerate(zip(texts, (images[:2], images[2:]), strict=True)):
+        single = processor(images=items, text=text)
+        alone = model.generate(**single, num_beams=2, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        assert processor.batch_decode(batched[row : row + 1, batch["input_ids"].shape[1] :]) == processor.batch_decode(
+            alone[:, single["input_ids"].shape[1] :]
+        )

@@ -470,11 +470,24 @@ class XLLMModel(XLLMPreTrainedModel):
             "speech", speech_features, speech_attention_mask, target_lengths=speech_target_lengths
         )
 
+    def item_samples(
+        self, modality: str, input_ids: torch.Tensor, media: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(items,) the sample of `input_ids` each media item belongs to, from its placeholders."""
+        placeholder_mask = input_ids == self.config.placeholder_token_id(modality)
+        if model_modality(modality).layout == "sequence":
+            tokens_per_item = torch.ones(len(media), dtype=torch.long, device=input_ids.device)
+        else:
+            windows = real_windows_mask(modality, media, mask).sum(1).to(input_ids.device)
+            tokens_per_item = windows * self.interfaces[modality].num_output_tokens
+        check_placeholder_count(modality, placeholder_mask, tokens_per_item)
+        return item_rows(placeholder_mask, tokens_per_item)
+
     def _placeholder_features(
         self,
         modality: str,
         given: MediaInputs,
-        placeholder_mask: torch.Tensor,
+        input_ids: torch.Tensor,
         qformer_input_ids: torch.Tensor | None,
         qformer_attention_mask: torch.Tensor | None,
     ) -> XLLMModalityFeatures:
@@ -483,18 +496,14 @@ class XLLMModel(XLLMPreTrainedModel):
         before any encoding."""
         self._require_modality(modality)
         check_media(modality, self.encoder_for(modality), given.values, given.mask)
+        rows = self.item_samples(
+            modality, input_ids, given.values, given.mask
+        )  # checks the placeholder count
         if model_modality(modality).layout == "sequence":
-            check_placeholder_count(
-                modality, placeholder_mask, torch.ones(len(given.values), dtype=torch.long)
-            )
             return self.get_modality_features(
                 modality, given.values, given.mask, target_lengths=given.target_lengths
             )
-        windows = real_windows_mask(modality, given.values, given.mask).sum(1).to(placeholder_mask.device)
-        tokens_per_item = windows * self.interfaces[modality].num_output_tokens  # (items,)
-        check_placeholder_count(modality, placeholder_mask, tokens_per_item)
         if qformer_input_ids is not None:
-            rows = item_rows(placeholder_mask, tokens_per_item)
             qformer_input_ids = qformer_input_ids[rows]
             qformer_attention_mask = None if qformer_attention_mask is None else qformer_attention_mask[rows]
         return self.get_modality_features(
@@ -594,10 +603,10 @@ class XLLMModel(XLLMPreTrainedModel):
         for modality, given in media.items():
             if modality in precomputed:
                 continue
-            placeholder_mask = input_ids == self.config.placeholder_token_id(modality)
             features = self._placeholder_features(
-                modality, given, placeholder_mask, qformer_input_ids, qformer_attention_mask
+                modality, given, input_ids, qformer_input_ids, qformer_attention_mask
             )
+            placeholder_mask = input_ids == self.config.placeholder_token_id(modality)
             modality_features[modality] = features.token_embeddings
             if model_modality(modality).layout == "sequence":
                 spliced_media[modality] = (features, placeholder_mask)
@@ -873,6 +882,38 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             labels=outputs.labels,
             quantity_loss=outputs.quantity_loss,
         )
+
+    def _expand_inputs_for_generation(
+        self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs
+    ):
+        """transformers repeats every tensor row by row (beam search, several return sequences). Media
+        tensors hold one row per item, not per sample: each sample's items are repeated together, in the
+        order the placeholders of the sample's copies read them."""
+        media = {
+            name: model_kwargs.pop(name)
+            for row in MODALITIES.values()
+            for name in row.input_names
+            if model_kwargs.get(name) is not None
+        }
+        expanded_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size, is_encoder_decoder, input_ids, **model_kwargs
+        )
+        if expand_size > 1 and media:
+            for modality, row in MODALITIES.items():
+                if row.input_name in media:
+                    samples = self.model.item_samples(
+                        modality, input_ids, media[row.input_name], media.get(row.mask_name)
+                    )
+                    order = [
+                        item
+                        for sample in range(len(input_ids))
+                        for _ in range(expand_size)
+                        for item in torch.nonzero(samples == sample).flatten().tolist()
+                    ]
+                    for name in row.input_names:
+                        if name in media:
+                            media[name] = media[name][order]
+        return expanded_ids, {**model_kwargs, **media}
 
     def _validate_model_kwargs(self, model_kwargs: dict) -> None:
         # `generate` accepts only keywords named in `forward`'s signature; a modality added to the table
