@@ -249,7 +249,7 @@ class XLLMPreTrainedModel(PreTrainedModel):
         model.freeze_defaults()
         return loaded
 
-    # `write_model_card(save_directory, config)`, set by `xllm.hub.register_model_card_writer` where the
+    # `write_model_card(save_directory, config)`, set by `xllm.auto_registration.register_auto_classes` where the
     # package is installed (this file also runs as remote code, without the card template).
     model_card_writer = None
 
