@@ -9,6 +9,7 @@ import time
 from benchmarks import (
     bench_cif,
     bench_compile,
+    bench_feature_cache,
     bench_generation,
     bench_glue,
     bench_processor,
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "6. stage-2 training step": bench_training,
     "7. speech compression": bench_speech,
     "8. torch.compile": bench_compile,
+    "9. stage-2 step from cached encoder features": bench_feature_cache,
 }
 
 

@@ -5,6 +5,7 @@ import torch
 
 from benchmarks import (
     bench_cif,
+    bench_feature_cache,
     bench_generation,
     bench_glue,
     bench_processor,
@@ -84,3 +85,12 @@ def test_qformer_interface_compiles_with_aot_eager_and_gives_the_eager_outputs()
         expected = interface(encoder_states, instruction_ids, instruction_mask)
         actual = compiled(encoder_states, instruction_ids, instruction_mask)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+
+
+def test_feature_cache_benchmark_times_both_steps_and_counts_the_encoder_out_of_the_cached_weights():
+    rows = {
+        row["configuration"]: row
+        for row in bench_feature_cache.main(["--tiny", "--repeats", "1", "--skip-memory"])
+    }
+    assert rows["live encoder"]["median_ms"] > 0 and rows["cached features"]["median_ms"] > 0
+    assert rows["cached features"]["weights_mib"] < rows["live encoder"]["weights_mib"]

@@ -22,6 +22,7 @@ def test_both_tables_agree_on_each_modalitys_layout_and_model_inputs():
         assert processor_row.layout == model_row.layout, modality
         expected = tuple(name for name in (model_row.input_name, model_row.mask_name) if name is not None)
         assert processor_row.outputs == expected, modality
+        assert processor_row.target_lengths == model_row.target_lengths_name, modality
         assert model_modalities.placeholder(modality) == processor_modalities.placeholder(modality)
 
 

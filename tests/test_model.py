@@ -323,6 +323,6 @@ def test_beam_search_reads_each_samples_media_in_each_of_its_beams():
     for row, (text, items) in enumerate(zip(texts, (images[:2], images[2:]), strict=True)):
         single = processor(images=items, text=text)
         alone = model.generate(**single, num_beams=2, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-        assert processor.batch_decode(batched[row : row + 1, batch["input_ids"].shape[1] :]) == processor.batch_decode(
-            alone[:, single["input_ids"].shape[1] :]
-        )
+        assert processor.batch_decode(
+            batched[row : row + 1, batch["input_ids"].shape[1] :]
+        ) == processor.batch_decode(alone[:, single["input_ids"].shape[1] :])

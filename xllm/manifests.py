@@ -78,6 +78,7 @@ def load_manifest(
     limit: int | None = None,
     name: str = "path",
     decode: bool = True,
+    undecoded: tuple[str, ...] = (),
 ) -> "datasets.Dataset | datasets.IterableDataset":
     """Load a JSONL/CSV/Parquet manifest; media columns become decoded `datasets` features.
 
@@ -85,7 +86,8 @@ def load_manifest(
     at once, the media are decoded one example at a time as training consumes them. Sources that
     are too large for that (Hub datasets) are loaded with `datasets.load_dataset(..., streaming=True)`
     and mixed with `mix_datasets` all the same. `limit` keeps the first rows only; `decode=False` leaves
-    media as `{"path", "bytes"}` records (absolute paths) for tools that copy paths. A missing, unreadable
+    media as `{"path", "bytes"}` records (absolute paths) for tools that copy paths, `undecoded` does so for
+    the named media columns only (those a feature cache stands in for). A missing, unreadable
     or empty manifest is a ValueError that names it and the argument or config key it came from (`name`).
     """
     import datasets
@@ -120,11 +122,9 @@ def load_manifest(
         _resolve_row, fn_kwargs=dict(columns=list(columns), root=root, allow_outside_root=allow_outside_root)
     )
     for keyword, feature in columns.items():
+        typed = feature(decode=decode and keyword not in undecoded)
         dataset = dataset.cast_column(
-            keyword,
-            datasets.List(feature(decode=decode))
-            if isinstance(first_row[keyword], list)
-            else feature(decode=decode),
+            keyword, datasets.List(typed) if isinstance(first_row[keyword], list) else typed
         )
     return dataset.to_iterable_dataset() if streaming else dataset
 

@@ -152,6 +152,44 @@ def encode_media(
     return EncodedMedia(features, window_mask.sum(1), window_mask)
 
 
+def encoded_from_cache(
+    modality: str, interface_config: XLLMInterfaceConfig, cached: dict[str, torch.Tensor]
+) -> EncodedMedia:
+    """Encoder features computed beforehand (a feature cache; `forward`'s `encoder_features`), checked
+    against the modality's layout and the interface's width: what `encode_media` would return."""
+    row = model_modality(modality)
+    name = f"encoder_features[{modality!r}]"
+    mask_key = "frame_mask" if row.layout == "sequence" else "window_mask"
+    features, mask = cached.get("features"), cached.get(mask_key)
+    if not isinstance(features, torch.Tensor) or not features.is_floating_point() or features.ndim != 3:
+        raise ValueError(
+            f"`{name}['features']` must be a 3-dimensional float tensor, got {getattr(features, 'shape', features)}."
+        )
+    if features.shape[-1] != interface_config.encoder_hidden_size:
+        raise ValueError(
+            f"`{name}['features']` must be {interface_config.encoder_hidden_size} wide (the {modality} encoder's "
+            f"width), got {features.shape[-1]}."
+        )
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
+        raise ValueError(
+            f"`{name}['{mask_key}']` must be a 2-dimensional tensor, got {getattr(mask, 'shape', mask)}."
+        )
+    mask = mask.bool()
+    if row.layout == "sequence":
+        if tuple(mask.shape) != tuple(features.shape[:2]):
+            raise ValueError(
+                f"`{name}['frame_mask']` must have shape {tuple(features.shape[:2])}, got {tuple(mask.shape)}."
+            )
+        return EncodedMedia(
+            features, torch.ones(len(features), dtype=torch.long, device=features.device), None, mask
+        )
+    if int(mask.sum()) != features.shape[0]:
+        raise ValueError(
+            f"`{name}['window_mask']` marks {int(mask.sum())} real windows but `features` holds {features.shape[0]}."
+        )
+    return EncodedMedia(features, mask.sum(1), mask)
+
+
 def encode_sequences(
     encoder: PreTrainedModel,
     interface_config: XLLMInterfaceConfig,
@@ -195,6 +233,7 @@ __all__ = [
     "EncodedMedia",
     "check_media",
     "encode_media",
+    "encoded_from_cache",
     "real_windows_mask",
     "select_encoder_features",
     "speech_frame_mask",

@@ -11,7 +11,9 @@ The forward pass is one straight path:
 """
 
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -44,7 +46,7 @@ from .model_modalities import (
 from .modeling_beats import XLLMBeatsModel
 from .modeling_cformer import CFormerInterface
 from .modeling_linear_interface import LinearInterface
-from .modeling_media import EncodedMedia, check_media, encode_media, real_windows_mask
+from .modeling_media import EncodedMedia, check_media, encode_media, encoded_from_cache, real_windows_mask
 from .modeling_pointbert import XLLMPointBertModel
 from .modeling_qformer import QFormerInterface
 from .modeling_splice import splice_variable_length_features
@@ -58,6 +60,11 @@ ENCODER_CLASSES_OUTSIDE_AUTO = {
     "xllm_beats": XLLMBeatsModel,
     "xllm_pointbert": XLLMPointBertModel,
 }
+
+
+# Encoders `from_pretrained(..., without_encoders=...)` leaves out (training from cached encoder features):
+# read by `XLLMModel.__init__` while that call builds the model.
+ENCODERS_LEFT_OUT: ContextVar[frozenset[str]] = ContextVar("xllm_encoders_left_out", default=frozenset())
 
 
 def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
@@ -106,19 +113,32 @@ def media_inputs(kwargs: dict, **named: torch.Tensor | None) -> dict[str, torch.
 
 
 class MediaInputs(NamedTuple):
-    """One modality's tensors in a `forward` call: the media, its window or attention mask, and (for
-    variable-length media in training) the target token counts."""
+    """One modality's tensors in a `forward` call: the media (or, precomputed, `encoded`: what its
+    encoder gives), its window or attention mask, and (variable-length media in training) the target
+    token counts."""
 
-    values: torch.Tensor
+    values: torch.Tensor | None
     mask: torch.Tensor | None = None
     target_lengths: torch.Tensor | None = None
+    encoded: EncodedMedia | None = None
 
 
-def media_by_modality(inputs: dict[str, torch.Tensor]) -> dict[str, MediaInputs]:
-    """Group input tensors by modality, in table order; a mask without its media is a ValueError."""
+def media_by_modality(
+    inputs: dict[str, torch.Tensor], encoded: dict[str, EncodedMedia] | None = None
+) -> dict[str, MediaInputs]:
+    """Group input tensors by modality, in table order, with the precomputed encoder features of the
+    modalities that have them; a mask without its media is a ValueError, and so is a modality given
+    both as media and as encoder features."""
+    encoded = encoded or {}
     media = {}
     for modality, row in MODALITIES.items():
-        if row.input_name in inputs:
+        if modality in encoded:
+            if row.input_name in inputs:
+                raise ValueError(
+                    f"The {modality} media came both as `{row.input_name}` and as `encoder_features`; give one."
+                )
+            media[modality] = MediaInputs(None, None, inputs.get(row.target_lengths_name), encoded[modality])
+        elif row.input_name in inputs:
             media[modality] = MediaInputs(
                 inputs[row.input_name], inputs.get(row.mask_name), inputs.get(row.target_lengths_name)
             )
@@ -232,11 +252,17 @@ class XLLMPreTrainedModel(PreTrainedModel):
         replaces every parameter by a new, trainable one, which would unfreeze encoders and LLM.
         Weights load only from safetensors unless `use_safetensors=False` is passed (then transformers
         reads a pickled `.bin` with `torch.load(weights_only=True)`). A truncated or corrupt safetensors
-        file is a ValueError that says so (safetensors' own error only says its header could not be read)."""
+        file is a ValueError that says so (safetensors' own error only says its header could not be read).
+
+        `without_encoders` (names of `config.encoders`, e.g. `("vision",)`) builds the model without those
+        encoders and does not load their weights: for training from cached encoder features. Such a model
+        takes those modalities' `encoder_features` only; `save_pretrained` writes the left-out encoders'
+        weights back from the folder they were not loaded from, so its folders stay complete."""
         # Imported here: files that travel with checkpoints import only torch and transformers at the top.
         from safetensors import SafetensorError
 
         kwargs.setdefault("use_safetensors", True)
+        left_out = ENCODERS_LEFT_OUT.set(frozenset(kwargs.pop("without_encoders", ())))
         try:
             loaded = super().from_pretrained(*args, **kwargs)
         except SafetensorError as error:
@@ -245,7 +271,14 @@ class XLLMPreTrainedModel(PreTrainedModel):
                 f"`pretrained_model_name_or_path` ({source}) must hold complete safetensors weights, but a weights "
                 f"file is truncated or corrupt ({error}); save or download it again."
             ) from error
+        finally:
+            ENCODERS_LEFT_OUT.reset(left_out)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
+        base = getattr(model, "model", model)
+        if base.encoders_left_out:
+            base.encoder_weights_source = str(
+                args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            )
         model.freeze_defaults()
         return loaded
 
@@ -255,7 +288,13 @@ class XLLMPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """`PreTrainedModel.save_pretrained`, plus the model card (README.md) when a card writer is
-        registered and the folder has no card yet (a richer one, e.g. with evaluation results, is kept)."""
+        registered and the folder has no card yet (a richer one, e.g. with evaluation results, is kept).
+        Encoders left out at loading (`without_encoders`) are written from the folder they came from."""
+        base = getattr(self, "model", self)
+        if base.encoders_left_out:
+            state_dict = kwargs.pop("state_dict", None) or self.state_dict()
+            state_dict.update(base.left_out_encoder_weights(prefix="model." if base is not self else ""))
+            kwargs["state_dict"] = state_dict
         super().save_pretrained(save_directory, *args, **kwargs)
         card = os.path.join(save_directory, "README.md")
         if self.model_card_writer is not None and not os.path.isfile(card):
@@ -296,7 +335,8 @@ class XLLMPreTrainedModel(PreTrainedModel):
             self.component(name).requires_grad_(True)
 
     def trainable_parameter_report(self) -> dict[str, dict[str, int]]:
-        """Trainable and total parameter counts per component (each encoder and interface apart)."""
+        """Trainable and total parameter counts per component (each encoder and interface apart); an
+        encoder left out at loading (`without_encoders`) is listed with `"loaded": False`."""
         base = getattr(self, "model", self)
         components = {f"encoders.{k}": v for k, v in base.encoders.items()}
         components.update({f"interfaces.{k}": v for k, v in base.interfaces.items()})
@@ -310,6 +350,8 @@ class XLLMPreTrainedModel(PreTrainedModel):
                 "trainable": sum(p.numel() for p in parameters if p.requires_grad),
                 "total": sum(p.numel() for p in parameters),
             }
+        for name in base.encoders_left_out:  # training from cached features: never built
+            report[f"encoders.{name}"] = {"trainable": 0, "total": 0, "loaded": False}
         return report
 
 
@@ -318,10 +360,19 @@ class XLLMModel(XLLMPreTrainedModel):
 
     def __init__(self, config: XLLMConfig):
         super().__init__(config)
-        encoders = sorted({model_modality(m).encoder for m in config.modalities})
+        needed = {model_modality(m).encoder for m in config.modalities}
+        self.encoders_left_out = tuple(sorted(needed & ENCODERS_LEFT_OUT.get()))
+        self.encoder_weights_source = None  # the folder the left-out encoders' weights stay in
         self.encoders = nn.ModuleDict(
-            {name: build_encoder(getattr(config, encoder_config_key(name))) for name in encoders}
+            {
+                name: build_encoder(getattr(config, encoder_config_key(name)))
+                for name in sorted(needed - set(self.encoders_left_out))
+            }
         )
+        if self.encoders_left_out:  # their weights in the checkpoint are expected to go unused
+            self._keys_to_ignore_on_load_unexpected = [
+                rf"encoders\.{name}\." for name in self.encoders_left_out
+            ]
         self.interfaces = nn.ModuleDict(
             {m: build_interface(config.interface_config(m)) for m in config.modalities}
         )
@@ -339,7 +390,39 @@ class XLLMModel(XLLMPreTrainedModel):
         self.language_model.set_input_embeddings(value)
 
     def encoder_for(self, modality: str) -> PreTrainedModel:
-        return self.encoders[model_modality(modality).encoder]
+        name = model_modality(modality).encoder
+        if name in self.encoders_left_out:
+            raise ValueError(
+                f"The {name} encoder was left out of this model (`without_encoders`, training from cached encoder "
+                f"features): pass the {modality} media as `encoder_features`."
+            )
+        return self.encoders[name]
+
+    def left_out_encoder_tensors(self, name: str):
+        """(key within the encoder, tensor) of a left-out encoder, read one by one from the folder it was
+        not loaded from."""
+        from safetensors import safe_open
+
+        files = sorted(Path(self.encoder_weights_source).glob("*.safetensors"))
+        if not files:
+            raise ValueError(
+                f"The left-out {name} encoder must be read back from {self.encoder_weights_source}, which holds "
+                "no safetensors weights."
+            )
+        prefix = f"model.encoders.{name}."
+        for path in files:
+            with safe_open(path, framework="pt") as file:
+                for key in file.keys():
+                    if key.startswith(prefix):
+                        yield key.removeprefix(prefix), file.get_tensor(key)
+
+    def left_out_encoder_weights(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """The weights of every left-out encoder, keyed as this model's state dict (after `prefix`)."""
+        return {
+            f"{prefix}encoders.{name}.{key}": tensor
+            for name in self.encoders_left_out
+            for key, tensor in self.left_out_encoder_tensors(name)
+        }
 
     def _require_modality(self, modality: str) -> None:
         if modality not in self.interfaces:
@@ -364,6 +447,7 @@ class XLLMModel(XLLMPreTrainedModel):
         qformer_input_ids: torch.Tensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
         target_lengths: torch.Tensor | None = None,
+        encoded: EncodedMedia | None = None,
     ) -> XLLMModalityFeatures:
         """The one way from a modality's media to its embeddings in the LLM's input space.
 
@@ -373,9 +457,12 @@ class XLLMModel(XLLMPreTrainedModel):
         encoder's input with `mask` its attention mask. Every real encoder input of every item goes
         through the encoder and the interface in one batch; each reads its item's instruction
         (`qformer_input_ids`, one row per item). `target_lengths` (variable-length media, training):
-        the transcripts' token counts, which CIF then fires.
+        the transcripts' token counts, which CIF then fires. `encoded` replaces `media` and `mask` with
+        the encoder's features computed beforehand (`encoder_features` of `forward`).
         """
-        encoded = self.encode_media(modality, media, mask)
+        if encoded is None:
+            encoded = self.encode_media(modality, media, mask)
+        media_items = len(encoded.inputs_per_item)
         interface = self.interfaces[modality]
         if model_modality(modality).layout == "sequence":
             output = interface(encoded.features, encoded.frame_mask, target_lengths)
@@ -383,9 +470,9 @@ class XLLMModel(XLLMPreTrainedModel):
                 output.token_embeddings, output.token_lengths, output.quantity_loss, output.alphas
             )
         if qformer_input_ids is not None:
-            if qformer_input_ids.shape[0] != len(media):
+            if qformer_input_ids.shape[0] != media_items:
                 raise ValueError(
-                    f"`qformer_input_ids` must have one row per {modality} item ({len(media)}), got "
+                    f"`qformer_input_ids` must have one row per {modality} item ({media_items}), got "
                     f"{qformer_input_ids.shape[0]}."
                 )
             qformer_input_ids = qformer_input_ids.repeat_interleave(encoded.inputs_per_item, dim=0)
@@ -471,17 +558,27 @@ class XLLMModel(XLLMPreTrainedModel):
         )
 
     def item_samples(
-        self, modality: str, input_ids: torch.Tensor, media: torch.Tensor, mask: torch.Tensor | None = None
+        self, modality: str, input_ids: torch.Tensor, windows_per_item: torch.Tensor
     ) -> torch.Tensor:
-        """(items,) the sample of `input_ids` each media item belongs to, from its placeholders."""
+        """(items,) the sample of `input_ids` each media item belongs to, from its placeholders; the
+        one check that the text holds as many placeholders as the items fill (`windows_per_item`: each
+        item's real frames or windows; one for an image, a cloud or an utterance)."""
         placeholder_mask = input_ids == self.config.placeholder_token_id(modality)
+        windows_per_item = windows_per_item.to(input_ids.device)
         if model_modality(modality).layout == "sequence":
-            tokens_per_item = torch.ones(len(media), dtype=torch.long, device=input_ids.device)
+            tokens_per_item = torch.ones_like(windows_per_item)  # one placeholder, CIF decides the length
         else:
-            windows = real_windows_mask(modality, media, mask).sum(1).to(input_ids.device)
-            tokens_per_item = windows * self.interfaces[modality].num_output_tokens
+            tokens_per_item = windows_per_item * self.interfaces[modality].num_output_tokens
         check_placeholder_count(modality, placeholder_mask, tokens_per_item)
         return item_rows(placeholder_mask, tokens_per_item)
+
+    def windows_per_item(self, modality: str, given: "MediaInputs") -> torch.Tensor:
+        """(items,) real frames or windows of each item, from its media or its precomputed features."""
+        if given.encoded is not None:
+            return given.encoded.inputs_per_item
+        if model_modality(modality).layout == "sequence":
+            return torch.ones(len(given.values), dtype=torch.long, device=given.values.device)
+        return real_windows_mask(modality, given.values, given.mask).sum(1)
 
     def _placeholder_features(
         self,
@@ -495,19 +592,23 @@ class XLLMModel(XLLMPreTrainedModel):
         of the sample its placeholders are in; the tensors and then the placeholder count are checked
         before any encoding."""
         self._require_modality(modality)
-        check_media(modality, self.encoder_for(modality), given.values, given.mask)
-        rows = self.item_samples(
-            modality, input_ids, given.values, given.mask
-        )  # checks the placeholder count
+        if given.encoded is None:
+            check_media(modality, self.encoder_for(modality), given.values, given.mask)
+        rows = self.item_samples(modality, input_ids, self.windows_per_item(modality, given))
         if model_modality(modality).layout == "sequence":
             return self.get_modality_features(
-                modality, given.values, given.mask, target_lengths=given.target_lengths
+                modality, given.values, given.mask, target_lengths=given.target_lengths, encoded=given.encoded
             )
         if qformer_input_ids is not None:
             qformer_input_ids = qformer_input_ids[rows]
             qformer_attention_mask = None if qformer_attention_mask is None else qformer_attention_mask[rows]
         return self.get_modality_features(
-            modality, given.values, given.mask, qformer_input_ids, qformer_attention_mask
+            modality,
+            given.values,
+            given.mask,
+            qformer_input_ids,
+            qformer_attention_mask,
+            encoded=given.encoded,
         )
 
     def forward(
@@ -525,6 +626,7 @@ class XLLMModel(XLLMPreTrainedModel):
         audio_window_mask: torch.Tensor | None = None,
         point_clouds: torch.Tensor | None = None,
         mm_encoder_outputs: dict[str, torch.Tensor] | None = None,
+        encoder_features: dict[str, dict[str, torch.Tensor]] | None = None,
         speech_features: torch.Tensor | None = None,
         speech_attention_mask: torch.Tensor | None = None,
         speech_target_lengths: torch.Tensor | None = None,
@@ -544,7 +646,15 @@ class XLLMModel(XLLMPreTrainedModel):
             `audio_window_mask` `(audios, windows)` marking real windows.
         point_clouds (`torch.Tensor` of shape `(clouds, points, 3 or 6)`).
         mm_encoder_outputs (`dict[str, torch.Tensor]`): precomputed interface outputs per modality,
-            `(items, tokens, llm_width)`, used instead of running encoder and interface.
+            `(items, tokens, llm_width)`, used instead of running encoder and interface (what the
+            `get_*_features` methods return; transformers' meaning of the name).
+        encoder_features (`dict[str, dict[str, torch.Tensor]]`): precomputed *encoder* features per
+            modality, what the interface reads (the selected layer, before the interface's LayerNorm),
+            used instead of running the frozen encoder: `{"features": (windows, tokens, encoder_width),
+            "window_mask": (items, windows)}` for fixed-length media (every real frame or window of
+            every item, item-major), `{"features": (items, frames, encoder_width), "frame_mask":
+            (items, frames)}` for variable-length media; a feature cache gives them
+            (`xllm.trainers.feature_cache`).
         speech_features (`torch.Tensor`): one row per `<speech>` placeholder, in the speech
             encoder's input format; `speech_attention_mask` marks real input.
         speech_target_lengths (`torch.LongTensor` of shape `(speech_items,)`): transcript token
@@ -553,6 +663,10 @@ class XLLMModel(XLLMPreTrainedModel):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        encoded = {}
+        for modality, cached in (encoder_features or {}).items():
+            self._require_modality(modality)
+            encoded[modality] = encoded_from_cache(modality, self.config.interface_config(modality), cached)
         media = media_by_modality(
             media_inputs(
                 kwargs,
@@ -564,7 +678,8 @@ class XLLMModel(XLLMPreTrainedModel):
                 speech_features=speech_features,
                 speech_attention_mask=speech_attention_mask,
                 speech_target_lengths=speech_target_lengths,
-            )
+            ),
+            encoded,
         )
         precomputed = dict(mm_encoder_outputs or {})
         if inputs_embeds is None:
@@ -824,6 +939,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         audio_window_mask: torch.Tensor | None = None,
         point_clouds: torch.Tensor | None = None,
         mm_encoder_outputs: dict[str, torch.Tensor] | None = None,
+        encoder_features: dict[str, dict[str, torch.Tensor]] | None = None,
         speech_features: torch.Tensor | None = None,
         speech_attention_mask: torch.Tensor | None = None,
         speech_target_lengths: torch.Tensor | None = None,
@@ -852,6 +968,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             audio_window_mask=audio_window_mask,
             point_clouds=point_clouds,
             mm_encoder_outputs=mm_encoder_outputs,
+            encoder_features=encoder_features,
             speech_features=speech_features,
             speech_attention_mask=speech_attention_mask,
             speech_target_lengths=speech_target_lengths,
@@ -887,33 +1004,60 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs
     ):
         """transformers repeats every tensor row by row (beam search, several return sequences). Media
-        tensors hold one row per item, not per sample: each sample's items are repeated together, in the
-        order the placeholders of the sample's copies read them."""
+        tensors and precomputed encoder features hold one row per item (or per frame), not per sample:
+        each sample's items are repeated together, in the order the placeholders of its copies read them."""
         media = {
             name: model_kwargs.pop(name)
             for row in MODALITIES.values()
             for name in row.input_names
             if model_kwargs.get(name) is not None
         }
+        cached = model_kwargs.pop("encoder_features", None)
         expanded_ids, model_kwargs = super()._expand_inputs_for_generation(
             expand_size, is_encoder_decoder, input_ids, **model_kwargs
         )
-        if expand_size > 1 and media:
+        if expand_size > 1:
             for modality, row in MODALITIES.items():
                 if row.input_name in media:
-                    samples = self.model.item_samples(
-                        modality, input_ids, media[row.input_name], media.get(row.mask_name)
+                    given = MediaInputs(media[row.input_name], media.get(row.mask_name))
+                    order = self.beam_item_order(
+                        modality, input_ids, self.model.windows_per_item(modality, given), expand_size
                     )
-                    order = [
-                        item
-                        for sample in range(len(input_ids))
-                        for _ in range(expand_size)
-                        for item in torch.nonzero(samples == sample).flatten().tolist()
-                    ]
-                    for name in row.input_names:
-                        if name in media:
-                            media[name] = media[name][order]
+                    media.update({name: media[name][order] for name in row.input_names if name in media})
+            if cached:
+                cached = {
+                    modality: self.repeat_cached_items(modality, input_ids, value, expand_size)
+                    for modality, value in cached.items()
+                }
+        if cached:
+            model_kwargs["encoder_features"] = cached
         return expanded_ids, {**model_kwargs, **media}
+
+    def beam_item_order(
+        self, modality: str, input_ids: torch.Tensor, windows_per_item: torch.Tensor, expand_size: int
+    ) -> list[int]:
+        """Item indices with every sample's items repeated `expand_size` times, sample after sample."""
+        samples = self.model.item_samples(modality, input_ids, windows_per_item)
+        return [
+            item
+            for sample in range(len(input_ids))
+            for _ in range(expand_size)
+            for item in torch.nonzero(samples == sample).flatten().tolist()
+        ]
+
+    def repeat_cached_items(
+        self, modality: str, input_ids: torch.Tensor, cached: dict[str, torch.Tensor], expand_size: int
+    ) -> dict[str, torch.Tensor]:
+        """`encoder_features[modality]` with each sample's items repeated for its copies."""
+        encoded = encoded_from_cache(modality, self.config.interface_config(modality), cached)
+        order = self.beam_item_order(modality, input_ids, encoded.inputs_per_item, expand_size)
+        if model_modality(modality).layout == "sequence":
+            return {"features": encoded.features[order], "frame_mask": encoded.frame_mask[order]}
+        per_item = encoded.features.split(encoded.inputs_per_item.tolist())  # each item's windows
+        return {
+            "features": torch.cat([per_item[item] for item in order]),
+            "window_mask": encoded.window_mask[order],
+        }
 
     def _validate_model_kwargs(self, model_kwargs: dict) -> None:
         # `generate` accepts only keywords named in `forward`'s signature; a modality added to the table
@@ -926,7 +1070,8 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             *args, is_first_iteration=is_first_iteration, **kwargs
         )
         if not is_first_iteration and kwargs.get("use_cache", True):
-            for row in MODALITIES.values():  # media are in the cache after prefill
+            model_inputs.pop("encoder_features", None)  # media are in the KV cache after prefill
+            for row in MODALITIES.values():
                 for name in row.input_names:
                     model_inputs.pop(name, None)
         return model_inputs

@@ -188,6 +188,7 @@ class XLLMProcessor(ProcessorMixin):
         num_frames: int | None = None,
         audio_max_windows: int | None = None,
         max_length: int | None = None,
+        precomputed_windows: dict[str, list[int]] | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Tokenize `text` and preprocess its media; each placeholder gets its interface's length.
@@ -201,6 +202,10 @@ class XLLMProcessor(ProcessorMixin):
         `audio_max_windows` overrides the processor's setting for this call. A sample longer than
         `max_length` tokens (default: the tokenizer's `model_max_length`) loses its beginning, after the
         BOS token, with a warning; if that would cut a media placeholder, a ValueError is raised instead.
+
+        `precomputed_windows` (modality -> one count per item, in placeholder order) stands in for the
+        media of modalities whose encoder features were computed beforehand (a feature cache): their
+        placeholders are expanded for that many frames or windows, and no media tensors are made.
         """
         if text is None:
             raise ValueError(
@@ -220,11 +225,28 @@ class XLLMProcessor(ProcessorMixin):
                     "in `speech` or in `audio`, not in both."
                 )
             media["speech"], media["audio"] = media["audio"], []
+        precomputed = dict(precomputed_windows or {})
+        for modality, counts in precomputed.items():
+            processor_modality(modality)  # a ValueError for a modality the table lacks
+            if media[modality]:
+                raise ValueError(
+                    f"The {modality} items came both as media and in `precomputed_windows`; give one."
+                )
+            media[modality] = list(counts)  # counted like media below
         self._check_media_counts(texts, media)
 
         data = {}
         tokens_per_item = {}  # modality -> LLM tokens of each of its items, in placeholder order
+        for modality, counts in precomputed.items():
+            if MODALITIES[modality].layout != "sequence":
+                tokens_per_item[modality] = [self._queries(modality) * count for count in counts]
+            elif speech_transcripts is not None:
+                data[MODALITIES[modality].target_lengths] = self.transcript_lengths(
+                    speech_transcripts, len(counts)
+                )
         for modality, items in media.items():
+            if modality in precomputed:
+                continue
             if items:
                 prepared = self.prepare_media(
                     modality,
@@ -358,16 +380,18 @@ class XLLMProcessor(ProcessorMixin):
         media_name, mask_name = row.outputs
         data = {media_name: features[main_input], mask_name: features["attention_mask"]}
         if transcripts is not None:
-            if len(transcripts) != len(waveforms):
-                raise ValueError(
-                    f"`speech_transcripts` must have one entry per speech input: got {len(transcripts)} for "
-                    f"{len(waveforms)}."
-                )
-            token_counts = [
-                len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in transcripts
-            ]
-            data["speech_target_lengths"] = torch.tensor(token_counts)
+            data[row.target_lengths] = self.transcript_lengths(transcripts, len(waveforms))
         return data
+
+    def transcript_lengths(self, transcripts: list[str], items: int) -> torch.Tensor:
+        """CIF's target lengths: the LLM tokens of each transcript."""
+        if len(transcripts) != items:
+            raise ValueError(
+                f"`speech_transcripts` must have one entry per speech input: got {len(transcripts)} for {items}."
+            )
+        return torch.tensor(
+            [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in transcripts]
+        )
 
     def _video_pixels(self, videos: list, row: ProcessorModality, num_frames: int | None) -> torch.Tensor:
         """(videos, frames, C, H, W); an undecodable file is a ValueError."""

@@ -39,6 +39,7 @@ class ProcessorModality:
     chat_keys: tuple[str, ...] = ("path", "url")  # keys of a chat content part that hold its item
     chat_via_transformers: bool = False  # `ProcessorMixin` loads it from chat messages (images, videos)
     datasets_feature: str = "Image"  # the `datasets` feature that decodes its manifest column
+    target_lengths: str | None = None  # `sequence` only: the model input of CIF's target lengths
 
 
 MODALITIES: dict[str, ProcessorModality] = {
@@ -69,6 +70,7 @@ MODALITIES: dict[str, ProcessorModality] = {
         preparation="speech",
         loader="audio",
         chat_keys=("speech", "audio", "path", "url"),
+        target_lengths="speech_target_lengths",
         datasets_feature="Audio",
     ),
     "audio": ProcessorModality(

@@ -35,6 +35,10 @@ class XLLMDataCollator:
     `speech_transcript_column` names the column holding each speech item's transcript (a string, or
     one per item); the processor turns them into CIF's target lengths, so the model adds CIF's
     quantity loss (X-LLM's speech alignment).
+
+    `feature_caches` (`feature_cache.FeatureCaches`) stand in for the media of the modalities they
+    cache: their items come from the manifest as paths, and the batch carries their `encoder_features`
+    instead of media tensors.
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class XLLMDataCollator:
         padding_side: str = "right",
         shuffle_modality_order: bool = False,
         speech_transcript_column: str | None = None,
+        feature_caches=None,
     ):
         if padding_side not in ("left", "right"):
             raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
@@ -55,6 +60,7 @@ class XLLMDataCollator:
         self.padding_side = padding_side
         self.shuffle_modality_order = shuffle_modality_order
         self.speech_transcript_column = speech_transcript_column
+        self.feature_caches = feature_caches
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         conversations = [example_conversation(example) for example in examples]
@@ -67,6 +73,10 @@ class XLLMDataCollator:
                 for example in examples
                 for transcript in as_list(example.get(self.speech_transcript_column))
             ]
+        encoder_features = {}
+        if self.feature_caches is not None:
+            conversations, windows, encoder_features = self.feature_caches.take_cached_media(conversations)
+            processor_kwargs["precomputed_windows"] = windows
         batch = self.processor.apply_chat_template(
             conversations,
             tokenize=True,
@@ -75,6 +85,8 @@ class XLLMDataCollator:
             processor_kwargs=processor_kwargs,
         )
         batch.pop("assistant_masks", None)
+        if encoder_features:
+            batch["encoder_features"] = encoder_features
         return batch
 
 

@@ -34,7 +34,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from xllm.manifests import decoded_media, example_answer
 from xllm.modeling_xllm.model_modalities import model_modality
-from xllm.modeling_xllm.modeling_media import encode_media
+from xllm.modeling_xllm.modeling_media import encode_media, encoded_from_cache
 from xllm.processing.processor_modalities import processor_modality
 
 from .stage_training import StageTrainingMixin, unwrap_peft
@@ -74,13 +74,32 @@ def sample_hard_negatives(similarity: torch.Tensor, positives: torch.Tensor) -> 
     return torch.multinomial(weights, 1).squeeze(1)  # (batch,)
 
 
+def encoded_media(encoder, interface_config, modality: str, media: dict[str, torch.Tensor]):
+    """The encoder features a stage-1 batch carries (`encoder_features` from a feature cache) or that its
+    frozen encoder gives for its media, through the model's own encoder path."""
+    if "encoder_features" in media:
+        return encoded_from_cache(modality, interface_config, media["encoder_features"][modality])
+    row = model_modality(modality)
+    with torch.no_grad():
+        return encode_media(
+            encoder, interface_config, modality, media[row.input_name], media.get(row.mask_name)
+        )
+
+
+def loaded_encoder(model: nn.Module, modality: str) -> nn.Module | None:
+    """The modality's frozen encoder, or None when the model was built without it (cached features)."""
+    name = model_modality(modality).encoder
+    return None if name in model.encoders_left_out else model.encoders[name]
+
+
 class FrozenEncoderHeads(nn.Module):
     """Stage-1 heads around an interface and its frozen encoder; the encoder stays in eval mode when
     the heads train (as in BLIP-2), so its dropout is off and its BatchNorm statistics are fixed."""
 
     def train(self, mode: bool = True) -> "FrozenEncoderHeads":
         super().train(mode)
-        self.encoder.eval()
+        if self.encoder is not None:
+            self.encoder.eval()
         return self
 
 
@@ -104,21 +123,15 @@ class QFormerPretrainingHeads(FrozenEncoderHeads):
     @classmethod
     def for_model(cls, model: nn.Module, modality: str) -> "QFormerPretrainingHeads":
         """The heads of `modality`'s interface in an `XLLMModel`."""
-        return cls(model.interfaces[modality], model.encoder_for(modality), modality)
-
-    def encode(self, media: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(encoder inputs, tokens, encoder_width) after the interface's LayerNorm, and the encoder inputs
-        of each item (frames, windows)."""
-        with torch.no_grad():
-            encoded = encode_media(self.encoder, self.interface.config, self.modality, media, mask)
-        return self.interface.encoder_layer_norm(encoded.features), encoded.inputs_per_item
+        return cls(model.interfaces[modality], loaded_encoder(model, modality), modality)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **media: torch.Tensor):
         """`media`: the modality's model inputs by their names (`pixel_values`, `pixel_values_videos`,
-        `audio_features` with `audio_window_mask`, ...); `input_ids` / `attention_mask`: one caption per item
-        in the Q-Former's vocabulary."""
-        row = model_modality(self.modality)
-        features, inputs_per_item = self.encode(media[row.input_name], media.get(row.mask_name))
+        `audio_features` with `audio_window_mask`, ...), or its `encoder_features` from a feature cache;
+        `input_ids` / `attention_mask`: one caption per item in the Q-Former's vocabulary."""
+        encoded = encoded_media(self.encoder, self.interface.config, self.modality, media)
+        features = self.interface.encoder_layer_norm(encoded.features)  # (encoder inputs, tokens, width)
+        inputs_per_item = encoded.inputs_per_item
         input_ids = input_ids.repeat_interleave(inputs_per_item, dim=0)  # the item's caption per frame
         attention_mask = attention_mask.repeat_interleave(inputs_per_item, dim=0)
         batch = features.shape[0]
@@ -201,7 +214,7 @@ class CFormerPretrainingHeads(FrozenEncoderHeads):
         """The heads of `modality`'s C-Former in an `XLLMModel`, predicting LLM tokens."""
         return cls(
             model.interfaces[modality],
-            model.encoder_for(modality),
+            loaded_encoder(model, modality),
             modality,
             model.config.text_config.vocab_size,
             ctc_weight,
@@ -211,16 +224,8 @@ class CFormerPretrainingHeads(FrozenEncoderHeads):
         """labels (items, max_transcript_tokens): transcript token ids, -100 beyond each length; `media`:
         the modality's model inputs by name (`speech_features`, `speech_attention_mask`,
         `speech_target_lengths`: the transcripts' token counts, so CIF fires one token per label)."""
-        row = model_modality(self.modality)
-        target_lengths = media[row.target_lengths_name]
-        with torch.no_grad():
-            encoded = encode_media(
-                self.encoder,
-                self.interface.config,
-                self.modality,
-                media[row.input_name],
-                media.get(row.mask_name),
-            )
+        target_lengths = media[model_modality(self.modality).target_lengths_name]
+        encoded = encoded_media(self.encoder, self.interface.config, self.modality, media)
         frames, frame_mask = encoded.features, encoded.frame_mask
         cformer = self.interface(frames, frame_mask, target_lengths)
         logits = self.token_head(cformer.hidden_states)  # (items, fired tokens, vocab)
@@ -228,7 +233,7 @@ class CFormerPretrainingHeads(FrozenEncoderHeads):
         if targets.shape[1] != logits.shape[1]:
             raise ValueError(
                 f"CIF fired {logits.shape[1]} tokens but `labels` hold {labels.shape[1]}; "
-                f"`{row.target_lengths_name}` must count the tokens of `labels`."
+                f"`{model_modality(self.modality).target_lengths_name}` must count the tokens of `labels`."
             )
         terms = {
             "asr": F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100),
@@ -275,20 +280,46 @@ def stage_one_media(examples: list[dict], modality: str) -> list:
     return items
 
 
+def stage_one_inputs(
+    processor, modality: str, examples: list[dict], feature_caches=None, transcripts=None
+) -> dict:
+    """The examples' media as the model takes them: from a feature cache (`encoder_features`, the media
+    column read as paths) when one covers the modality, else prepared by the processor."""
+    items = stage_one_media(examples, modality)
+    if feature_caches is None or modality not in feature_caches.modalities:
+        return processor.prepare_media(modality, items, transcripts=transcripts)
+    inputs = {
+        "encoder_features": {
+            modality: feature_caches.encoder_features(modality, [item["path"] for item in items])
+        }
+    }
+    if transcripts is not None:
+        inputs[processor_modality(modality).target_lengths] = processor.transcript_lengths(
+            transcripts, len(items)
+        )
+    return inputs
+
+
 class QFormerPretrainingCollator:
-    """(media, caption) examples of one modality -> its model inputs (as the processor prepares them)
-    and the caption in the Q-Former's vocabulary."""
+    """(media, caption) examples of one modality -> its model inputs (as the processor prepares them, or
+    its cached `encoder_features`) and the caption in the Q-Former's vocabulary."""
 
     def __init__(
-        self, processor, modality: str = "image", text_column: str = "response", max_length: int = 64
+        self,
+        processor,
+        modality: str = "image",
+        text_column: str = "response",
+        max_length: int = 64,
+        feature_caches=None,
     ):
         self.processor = processor
         self.modality = modality
         self.text_column = text_column
         self.max_length = max_length
+        self.feature_caches = feature_caches
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        media = self.processor.prepare_media(self.modality, stage_one_media(examples, self.modality))
+        media = stage_one_inputs(self.processor, self.modality, examples, self.feature_caches)
         texts = [example_answer(example, self.text_column) for example in examples]
         text = self.processor.qformer_tokenizer(
             texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
@@ -297,19 +328,20 @@ class QFormerPretrainingCollator:
 
 
 class SpeechRecognitionCollator:
-    """(speech, transcript) examples -> speech encoder input, CIF target lengths and the transcript
-    tokens (LLM tokenizer, -100 padding) for `CFormerPretrainingHeads`."""
+    """(speech, transcript) examples -> speech encoder input (or cached `encoder_features`), CIF target
+    lengths and the transcript tokens (LLM tokenizer, -100 padding) for `CFormerPretrainingHeads`."""
 
-    def __init__(self, processor, modality: str = "speech", text_column: str = "response"):
+    def __init__(
+        self, processor, modality: str = "speech", text_column: str = "response", feature_caches=None
+    ):
         self.processor = processor
         self.modality = modality
         self.text_column = text_column
+        self.feature_caches = feature_caches
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         transcripts = [example_answer(example, self.text_column) for example in examples]
-        media = self.processor.prepare_media(
-            self.modality, stage_one_media(examples, self.modality), transcripts=transcripts
-        )
+        media = stage_one_inputs(self.processor, self.modality, examples, self.feature_caches, transcripts)
         token_ids = self.processor.tokenizer(transcripts, add_special_tokens=False)["input_ids"]
         longest = max(len(ids) for ids in token_ids)
         labels = torch.tensor([ids + [-100] * (longest - len(ids)) for ids in token_ids])
@@ -342,10 +374,12 @@ def build_pretraining_model(model: nn.Module, modality: str, **wrapper_kwargs) -
     return wrapper.for_model(unwrap_peft(model).model, modality, **wrapper_kwargs)
 
 
-def pretraining_collator(model: nn.Module, processor, modality: str, text_column: str = "response"):
+def pretraining_collator(
+    model: nn.Module, processor, modality: str, text_column: str = "response", feature_caches=None
+):
     """The stage-1 collator for `modality`'s interface kind."""
     _, collator = STAGE_ONE[interface_kind(model, modality)]
-    return collator(processor, modality=modality, text_column=text_column)
+    return collator(processor, modality=modality, text_column=text_column, feature_caches=feature_caches)
 
 
 class InterfacePretrainingTrainer(StageTrainingMixin, Trainer):
@@ -370,7 +404,8 @@ class InterfacePretrainingTrainer(StageTrainingMixin, Trainer):
     def set_trainable_parameters(self, model: nn.Module) -> None:
         """Everything but the frozen encoder and the adapter to the LLM (unused without the LLM)."""
         model.requires_grad_(True)
-        model.encoder.requires_grad_(False)
+        if model.encoder is not None:
+            model.encoder.requires_grad_(False)
         model.interface.adapter.requires_grad_(False)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -27,6 +27,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from xllm.manifests import load_manifest, mix_datasets
 from xllm.modeling_xllm.model_modalities import model_modality
+from xllm.processing.processor_modalities import processor_modality
 
 from .checkpointing import last_complete_checkpoint
 from .data import XLLMDataCollator
@@ -48,6 +49,9 @@ class ModelArguments:
     tiny_model: bool = field(default=False, metadata={"help": "The tiny random model of `xllm.testing`."})
     interface_checkpoints: dict[str, str] | None = field(
         default=None, metadata={"help": "Stage-1 interface folders to load, by modality."}
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "`sdpa` (default), `eager`, `flash_attention_2`, ... for every part."}
     )
 
 
@@ -74,6 +78,18 @@ class DataArguments:
     text_column: str = field(
         default="response", metadata={"help": "Stage 1: the caption or transcript column."}
     )
+    cache_encoder_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Train from the frozen encoders' features, cached beside the manifests (`xllm cache-features`; "
+            "written here when missing, refused when stale); the encoders that only cached modalities use are "
+            "not loaded. Needs `model_name_or_path`."
+        },
+    )
+    cached_modalities: list[str] | None = field(
+        default=None, metadata={"help": "The modalities to read from caches (default: all the model has)."}
+    )
+    cache_dtype: str = field(default="float32", metadata={"help": "float32, float16 or bfloat16."})
 
 
 @dataclass
@@ -108,8 +124,9 @@ def parse_config(path: str | Path, overrides: dict | None = None):
     return model_args, data_args, stage_args, training_args
 
 
-def load_starting_model(model_args: ModelArguments):
-    """The starting model and its processor; the one place where presets plug in."""
+def load_starting_model(model_args: ModelArguments, without_encoders: tuple[str, ...] = ()):
+    """The starting model and its processor; the one place where presets plug in. `without_encoders`
+    leaves those encoders out (training from cached features)."""
     if model_args.tiny_model:
         from xllm.testing import tiny_model_and_processor
 
@@ -119,7 +136,11 @@ def load_starting_model(model_args: ModelArguments):
 
         from xllm import XLLMForConditionalGeneration
 
-        model = XLLMForConditionalGeneration.from_pretrained(model_args.model_name_or_path)
+        model = XLLMForConditionalGeneration.from_pretrained(
+            model_args.model_name_or_path,
+            without_encoders=without_encoders,
+            attn_implementation=model_args.attn_implementation,
+        )
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     if model_args.interface_checkpoints:
         from .stage1_interface_pretraining import load_interface_checkpoint
@@ -146,10 +167,91 @@ def process_dataset_ratios(data_args: DataArguments, process_index: int, world_s
     return rows[process_index]
 
 
+def model_modalities_of(model_args: ModelArguments) -> tuple[str, ...]:
+    """The modalities of the starting model, read from its config alone."""
+    if model_args.tiny_model:
+        from xllm.testing import tiny_config
+
+        return tiny_config().modalities
+    from transformers import AutoConfig
+
+    import xllm  # noqa: F401  (registers the config class)
+
+    return AutoConfig.from_pretrained(model_args.model_name_or_path).modalities
+
+
+def cached_modalities(model_args: ModelArguments, data_args: DataArguments) -> tuple[str, ...]:
+    """The modalities this run reads from feature caches (none without `cache_encoder_features`)."""
+    if not data_args.cache_encoder_features:
+        return ()
+    if model_args.tiny_model:
+        raise ValueError(
+            "`cache_encoder_features` needs `model_name_or_path`: the encoders it leaves out are written back "
+            "from that folder when the model is exported (save the tiny model first)."
+        )
+    available = model_modalities_of(model_args)
+    wanted = tuple(data_args.cached_modalities or available)
+    unknown = sorted(set(wanted) - set(available))
+    if unknown:
+        raise ValueError(f"`cached_modalities` must be among the model's {list(available)}, got {unknown}.")
+    return wanted
+
+
+def encoders_only_cached(modalities: tuple[str, ...], cached: tuple[str, ...]) -> tuple[str, ...]:
+    """Encoders every one of whose modalities (of the model) is read from caches: they need not load."""
+    needed = {model_modality(m).encoder for m in modalities if m not in cached}
+    return tuple(sorted({model_modality(m).encoder for m in cached} - needed))
+
+
+def write_feature_caches(
+    model_args: ModelArguments, data_args: DataArguments, only_missing: bool = False
+) -> list[Path]:
+    """`xllm cache-features`: every manifest's caches of the cached modalities, written with the full
+    model (`only_missing`: those that do not exist yet, as `xllm train` does before training)."""
+    from .feature_cache import build_feature_cache, cache_folder, media_paths
+
+    modalities = tuple(data_args.cached_modalities or model_modalities_of(model_args))
+    todo = [
+        (manifest, modality)
+        for manifest in data_args.datasets
+        for modality in modalities
+        if not (only_missing and cache_folder(manifest, modality).exists())
+        and media_paths(manifest, modality)
+    ]
+    if not todo:
+        return []
+    model, processor = load_starting_model(model_args)
+    model.eval()
+    written = []
+    for manifest in dict.fromkeys(manifest for manifest, _ in todo):
+        wanted = [modality for path, modality in todo if path == manifest]
+        written += build_feature_cache(
+            manifest, model, processor, wanted, dtype=data_args.cache_dtype
+        ).values()
+    return written
+
+
 def build_trainer(model_args, data_args, stage_args, training_args):
     if not data_args.datasets:
         raise ValueError("`datasets` must list at least one manifest.")
-    model, processor = load_starting_model(model_args)
+    cached = cached_modalities(model_args, data_args)
+    feature_caches = None
+    if cached:
+        from .feature_cache import FeatureCache, FeatureCaches, media_paths
+
+        with training_args.main_process_first(desc="writing missing feature caches"):
+            write_feature_caches(model_args, data_args, only_missing=True)  # the others find them written
+    model, processor = load_starting_model(
+        model_args, encoders_only_cached(model_modalities_of(model_args), cached) if cached else ()
+    )
+    if cached:
+        feature_caches = FeatureCaches(
+            FeatureCache(manifest, model, processor, modality, data_args.cache_dtype)
+            for manifest in data_args.datasets
+            for modality in cached
+            if media_paths(manifest, modality)
+        )
+    undecoded = tuple(processor_modality(m).keyword for m in cached)
     ratios = process_dataset_ratios(data_args, training_args.process_index, training_args.world_size)
     chosen = [
         (index, path)
@@ -157,7 +259,7 @@ def build_trainer(model_args, data_args, stage_args, training_args):
         if ratio != 0
     ]
     sources = [
-        load_manifest(path, streaming=data_args.streaming, name=f"datasets[{index}]")
+        load_manifest(path, streaming=data_args.streaming, name=f"datasets[{index}]", undecoded=undecoded)
         for index, path in chosen
     ]
     dataset = mix_datasets(sources, [ratios[index] for index, _ in chosen], seed=training_args.seed)
@@ -168,7 +270,9 @@ def build_trainer(model_args, data_args, stage_args, training_args):
             model,
             modality=stage_args.modality,
             wrapper_kwargs={"ctc_weight": stage_args.ctc_weight} if variable_length else None,
-            data_collator=pretraining_collator(model, processor, stage_args.modality, data_args.text_column),
+            data_collator=pretraining_collator(
+                model, processor, stage_args.modality, data_args.text_column, feature_caches
+            ),
             **common,
         )
     if stage_args.stage == 2:
@@ -178,7 +282,9 @@ def build_trainer(model_args, data_args, stage_args, training_args):
             model,
             modalities=stage_args.modalities,
             data_collator=XLLMDataCollator(
-                processor, speech_transcript_column=data_args.speech_transcript_column
+                processor,
+                speech_transcript_column=data_args.speech_transcript_column,
+                feature_caches=feature_caches,
             ),
             **common,
         )
@@ -191,6 +297,7 @@ def build_trainer(model_args, data_args, stage_args, training_args):
         processor,
         shuffle_modality_order=stage_args.shuffle_modality_order,
         speech_transcript_column=data_args.speech_transcript_column,
+        feature_caches=feature_caches,
     )
     return InstructionTuningTrainer(model, lora_config=lora, data_collator=collator, **common)
 
@@ -241,4 +348,11 @@ def run_training(config: str, resume_from_checkpoint: str | None = None, overrid
     return trainer
 
 
-__all__ = ["LOSS_CURVES_NAME", "RESUME_AUTO", "build_trainer", "parse_config", "run_training"]
+__all__ = [
+    "LOSS_CURVES_NAME",
+    "RESUME_AUTO",
+    "build_trainer",
+    "parse_config",
+    "run_training",
+    "write_feature_caches",
+]
