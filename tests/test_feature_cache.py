@@ -227,3 +227,26 @@ def test_media_and_encoder_features_for_one_modality_are_refused():
     with pytest.raises(ValueError, match=r"`encoder_features\['image'\]\['features'\]` must be 32 wide"):
         model(**{k: v for k, v in batch.items() if k != "pixel_values"},
               encoder_features={"image": {"features": encoded.features[..., :8], "window_mask": encoded.window_mask}})  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_precision_cache_keeps_its_dtype_and_trains(workspace, tmp_path, dtype):
+    shutil.copytree(workspace / "data" / "media" / "point_cloud", tmp_path / "media" / "point_cloud")
+    manifest = tmp_path / "point_clouds.jsonl"
+    manifest.write_text((workspace / "data" / "point_clouds.jsonl").read_text())
+    model, processor = tiny_model_and_processor()
+    build_feature_cache(manifest, model, processor, ["point_cloud"], dtype=dtype)
+    cache = FeatureCache(manifest, model, processor, "point_cloud", dtype)
+    path = next(iter(cache.index))
+    item = cache.item(path)
+    assert item.dtype == getattr(torch, dtype)
+    with torch.no_grad():
+        full = model.model.encode_media(
+            "point_cloud", processor.prepare_media("point_cloud", [path])["point_clouds"]
+        )
+    torch.testing.assert_close(item[0].float(), full.features[0], atol=0.05, rtol=0.02)  # one window
+    with pytest.raises(ValueError, match="stale: dtype changed"):
+        FeatureCache(manifest, model, processor, "point_cloud", "float32")
+    config = dict(stage=2, modalities=["point_cloud"], datasets=[str(manifest)], steps=2, cache_dtype=dtype)
+    trainer = run(workspace, f"half-{dtype}", ["point_cloud"], **config)
+    assert all(torch.isfinite(torch.tensor(loss)) for loss in losses(trainer))
