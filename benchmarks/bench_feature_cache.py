@@ -19,7 +19,7 @@ from multiprocessing import get_context
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, ViTConfig
 
-from benchmarks.bench_training import memory_status_kib
+from benchmarks.memory import peak_growth_mib
 from benchmarks.timing import format_table, interleaved_times, median_ratio
 from xllm.modeling_xllm import XLLMConfig, XLLMForConditionalGeneration, XLLMInterfaceConfig
 
@@ -133,12 +133,8 @@ def peak_memory_growth_mib(size_name: str, configuration: str) -> float:
     if configuration == "cached features":
         del model.model.encoders["vision"]  # what training from the cache leaves out
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # resets VmHWM to the current resident set size
-    before = memory_status_kib("VmRSS")
-    for _ in range(2):
-        step(model, optimizer, cached if configuration == "cached features" else live)
-    return (memory_status_kib("VmHWM") - before) / 1024
+    inputs = cached if configuration == "cached features" else live
+    return peak_growth_mib(lambda: [step(model, optimizer, inputs) for _ in range(2)])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -12,7 +12,6 @@ covers activations, gradients and AdamW state: what freezing saves.
 """
 
 import argparse
-import re
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -20,6 +19,7 @@ from multiprocessing import get_context
 import torch
 
 from benchmarks.instructblip_pair import SIZES, instructblip_pair, processors, prompts, random_images
+from benchmarks.memory import peak_growth_mib
 from benchmarks.timing import format_table, interleaved_times, median_ratio
 from xllm.modeling_xllm import XLLMForConditionalGeneration
 
@@ -53,22 +53,11 @@ def step(model: XLLMForConditionalGeneration, optimizer: torch.optim.Optimizer, 
     optimizer.step()
 
 
-def memory_status_kib(field: str) -> int:
-    """A field of /proc/self/status: VmRSS (resident now) or VmHWM (resident at peak), in KiB."""
-    with open("/proc/self/status") as status:
-        return int(re.search(rf"{field}:\s+(\d+) kB", status.read()).group(1))
-
-
 def peak_memory_growth_mib(size_name: str, configuration: str) -> float:
     """Run in a fresh process: how far two training steps raise the resident set size at its peak."""
     model, inputs = training_setup(SIZES[size_name])
     optimizer = torch.optim.AdamW(set_trainable(model, configuration), lr=1e-5)
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # resets VmHWM to the current resident set size
-    before = memory_status_kib("VmRSS")
-    for _ in range(2):
-        step(model, optimizer, inputs)
-    return (memory_status_kib("VmHWM") - before) / 1024
+    return peak_growth_mib(lambda: [step(model, optimizer, inputs) for _ in range(2)])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
