@@ -178,7 +178,8 @@ def test_corrupt_image_file_is_refused_with_its_name(processor, tmp_path):
     path = tmp_path / "broken.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not a png at all" * 4)
     with pytest.raises(
-        ValueError, match=r"`images\[0\]` must be an image file, URL or base64 string that decodes"
+        ValueError,
+        match=r"`images\[0\]` must be an image file, URL, data URI, base64 string or bytes that decodes",
     ):
         processor(images=[str(path)], text="<image> what")
 
@@ -263,7 +264,7 @@ def test_video_with_fewer_frames_than_requested_repeats_frames_with_a_warning(pr
 def test_corrupt_video_file_is_refused_with_its_path(processor, tmp_path):
     path = tmp_path / "broken.mp4"
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
-    with pytest.raises(ValueError, match=r"`videos` must be video files that decode .*broken\.mp4"):
+    with pytest.raises(ValueError, match=r"`videos\[0\]` must be a video that decodes; .*broken\.mp4"):
         processor(videos=[str(path)], text="<video> what")
 
 

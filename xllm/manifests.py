@@ -43,11 +43,19 @@ def media_keywords() -> dict[str, str]:
 MANIFEST_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
+def confined_path(path: str, root: Path) -> Path | None:
+    """`path` (relative to `root`, or absolute) with every symlink and `..` resolved; None when that lands
+    outside the resolved `root`. Manifests and the server's `--media-root` read files by this rule."""
+    root = root.resolve()
+    resolved = (root / path).resolve()
+    return resolved if resolved.is_relative_to(root) else None
+
+
 def resolve_media_path(path: str, root: Path, allow_outside_root: bool) -> str:
     """An absolute path for a manifest entry; entries that escape the manifest's folder are refused
     unless allowed (a manifest from elsewhere must not read arbitrary files)."""
     resolved = (root / path).resolve()
-    if not allow_outside_root and not resolved.is_relative_to(root):
+    if not allow_outside_root and confined_path(path, root) is None:
         raise ValueError(
             f"Manifest media path {path!r} resolves to {resolved}, outside the manifest folder {root}; "
             "pass `allow_outside_root=True` to allow it."

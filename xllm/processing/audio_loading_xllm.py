@@ -6,6 +6,7 @@ Every audio feature extractor of the package loads its inputs here, so all of th
   the channels;
 - a list of numbers (one mono waveform);
 - a file path (`str` or `os.PathLike`);
+- encoded bytes: `bytes`, a data URI (`data:audio/wav;base64,...`) or a base64 string (`media_bytes_xllm.py`);
 - the dicts that `datasets` produces: `{"array", "sampling_rate"}`, `{"path"}` or `{"bytes"}` (bytes win when
   both bytes and path are given, as in `datasets`);
 - the torchcodec `AudioDecoder` objects that a `datasets.Audio` column decodes to (datasets 4 and later).
@@ -14,6 +15,8 @@ Channel axis of a 2-D array: audio has far more samples than channels, so the sh
 (a square array is read as torch's `(channels, samples)` layout). At most `MAX_CHANNELS` channels are accepted:
 a longer "channel" axis almost always means a batch passed as one array, which is rejected; pass a batch as a
 list instead.
+
+Multi-channel audio is averaged into one channel with a warning that says so (every encoder reads mono).
 
 Integer PCM is scaled to [-1, 1] (int16 divided by 32768, and so on); floats are kept as they are.
 
@@ -28,10 +31,13 @@ import io
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from .media_bytes_xllm import encoded_media, is_url, missing_source_error
 
 BACKENDS = ("auto", "torch", "numpy")
 BACKEND_ENV_VAR = "XLLM_AUDIO_BACKEND"
@@ -92,13 +98,25 @@ def resample(
 
 
 def _read_file(source: str | bytes, backend: str, name: str) -> tuple[np.ndarray, int, int]:
-    """Decode a file path or encoded bytes into (samples array, sampling rate, channel axis)."""
+    """Decode a file path, a data URI, a base64 string or encoded bytes into (samples array, sampling
+    rate, channel axis)."""
     if isinstance(source, str) and not os.path.isfile(source):
-        raise FileNotFoundError(f"`{name}` names no file: {source!r}")
+        if is_url(source):
+            raise ValueError(
+                f"`{name}` is a URL; audio is not downloaded, pass the file, its bytes or a data URI"
+            )
+        encoded = encoded_media(source, name)
+        if encoded is None:
+            raise missing_source_error(source, name)
+        source = encoded[0]
     if select_backend(backend, "torchcodec") == "torch":
         from torchcodec.decoders import AudioDecoder
 
-        return _decoder_samples(AudioDecoder(source))
+        try:
+            return _decoder_samples(AudioDecoder(source))
+        except RuntimeError as error:  # torchcodec reports what ffmpeg cannot open as a RuntimeError
+            shown = source if isinstance(source, str) else f"{len(source)} bytes"
+            raise ValueError(f"`{name}` does not decode as audio ({shown}): {error}") from error
     return _read_wav_with_scipy(source, name)
 
 
@@ -140,6 +158,8 @@ def _decode(
     """Any supported input -> (samples array, its sampling rate, channel axis or None to detect it)."""
     if isinstance(audio, (str, os.PathLike)):
         return _read_file(os.fspath(audio), backend, name)
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        return _read_file(bytes(audio), backend, name)
     if isinstance(audio, dict):
         return _decode_dict(audio, backend, name)
     if hasattr(audio, "get_all_samples"):  # a torchcodec AudioDecoder, as datasets.Audio columns decode to
@@ -147,8 +167,8 @@ def _decode(
     if isinstance(audio, (np.ndarray, torch.Tensor, list, tuple)):
         return _as_numpy(audio), sampling_rate or default_sampling_rate, None
     raise ValueError(
-        f"`{name}` must be an array, a tensor, a list of floats, a path, a dict or an AudioDecoder, "
-        f"got {type(audio).__name__}"
+        f"`{name}` must be an array, a tensor, a list of floats, a path, bytes, a data URI, base64, a dict or "
+        f"an AudioDecoder, got {type(audio).__name__}"
     )
 
 
@@ -195,6 +215,12 @@ def _to_mono(samples: np.ndarray, channel_axis: int | None, name: str) -> np.nda
         raise ValueError(f"`{name}` contains {non_finite} NaN or infinite samples; expected finite values")
     if waveform.ndim == 2:
         axis = _channel_axis(waveform.shape, name) if channel_axis is None else channel_axis
+        if waveform.shape[axis] > 1:
+            warnings.warn(
+                f"`{name}` has {waveform.shape[axis]} channels; they are averaged into one (the encoders read "
+                "mono audio)",
+                stacklevel=4,
+            )
         waveform = waveform.mean(axis=axis)
     return np.ascontiguousarray(waveform)
 

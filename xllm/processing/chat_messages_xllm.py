@@ -1,17 +1,33 @@
 """Chat messages: which content types they may hold, their media, and what a Q-Former reads from them."""
 
+# The roles the chat template renders; any other would be dropped from the prompt without a word.
+ROLES = ("system", "user", "assistant")
 
-def check_content_types(conversation, content_types: tuple[str, ...]) -> None:
-    """Refuse content parts the chat template would drop silently (`{"type": "smell"}`)."""
+
+def check_conversation(conversation, content_types: tuple[str, ...]) -> None:
+    """Refuse what the chat template would drop silently: a message without a role or with a role it does
+    not render (`"tool"`), and content parts of an unknown type (`{"type": "smell"}`)."""
     conversations = [conversation] if conversation and isinstance(conversation[0], dict) else conversation
-    for messages in conversations:
-        for message in messages:
+    for index, messages in enumerate(conversations):
+        where = f"conversation[{index}]" if len(conversations) > 1 else "conversation"
+        for position, message in enumerate(messages):
+            if not isinstance(message, dict) or "role" not in message:
+                raise ValueError(
+                    f"`{where}[{position}]` must be a message dict with a `role` among {list(ROLES)}, got "
+                    f"{message if not isinstance(message, dict) else sorted(message)!r}."
+                )
+            if message["role"] not in ROLES:
+                raise ValueError(
+                    f"`{where}[{position}]` has role {message['role']!r}; the chat template renders only "
+                    f"{list(ROLES)}."
+                )
             content = message.get("content")
             for part in content if isinstance(content, list) else ():
-                if part.get("type") not in content_types:
+                if not isinstance(part, dict) or part.get("type") not in content_types:
+                    kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                     raise ValueError(
                         f"`conversation` content parts must have a `type` among {list(content_types)}, got "
-                        f"{part.get('type')!r}."
+                        f"{kind!r}."
                     )
 
 
@@ -51,4 +67,4 @@ def conversation_instruction(conversation: list[dict]) -> str:
     return " ".join(" ".join(texts).split())
 
 
-__all__ = ["check_content_types", "conversation_instruction", "media_of", "without_content_types"]
+__all__ = ["ROLES", "check_conversation", "conversation_instruction", "media_of", "without_content_types"]

@@ -9,8 +9,10 @@ Every input becomes an (points, 3) xyz or (points, 6) xyz + rgb array, then
 3. colours are scaled to [0, 1] (0-255 input is detected) and kept, dropped or filled with grey
    according to `in_channels`.
 
-Accepted inputs: numpy arrays and torch tensors, paths to `.ply`, `.glb`, `.gltf`, `.stl` or
-`.obj` files, trimesh objects (`Trimesh`, `Scene`, `PointCloud`), and the values of a
+Accepted inputs: numpy arrays and torch tensors, paths to `.npy` arrays (read with
+`allow_pickle=False`) or `.ply`, `.obj`, `.off`, `.glb`, `.gltf`, `.stl` files, the same files as
+bytes, data URIs or base64 strings (their format from `{"bytes", "format"}`, the data URI's MIME type,
+or their first bytes), trimesh objects (`Trimesh`, `Scene`, `PointCloud`), and the values of a
 `datasets.Mesh` column (decoded trimesh objects, or `{"path", "bytes"}` dicts when decoding is
 off). Meshes are turned into clouds by seeded surface sampling. trimesh is imported only when a
 file or mesh is given.
@@ -26,7 +28,22 @@ from pathlib import Path
 import numpy as np
 from transformers import BatchFeature, FeatureExtractionMixin
 
-MESH_FILE_TYPES = (".ply", ".glb", ".gltf", ".stl", ".obj")
+from .media_bytes_xllm import encoded_media, missing_source_error
+
+MESH_FILE_TYPES = (".ply", ".glb", ".gltf", ".stl", ".obj", ".off")
+POINT_FILE_TYPES = (".npy", *MESH_FILE_TYPES)
+# MIME types a data URI may give a point-cloud or mesh file, by file type.
+POINT_FILE_MIME_TYPES = {
+    "application/x-npy": "npy",
+    "application/npy": "npy",
+    "model/ply": "ply",
+    "application/ply": "ply",
+    "model/obj": "obj",
+    "model/off": "off",
+    "model/stl": "stl",
+    "model/gltf-binary": "glb",
+    "model/gltf+json": "gltf",
+}
 
 
 def farthest_point_indices(xyz: np.ndarray, count: int) -> np.ndarray:
@@ -86,10 +103,62 @@ def points_from_trimesh(geometry, count: int, seed: int) -> np.ndarray:
     return np.asarray(xyz)
 
 
-def load_mesh_file(source: str | Path | dict):
-    """Open a mesh/point file, or a `datasets.Mesh` value stored as {"path", "bytes"}."""
+def sniffed_file_type(data: bytes) -> str | None:
+    """The file type that the first bytes of a point-cloud or mesh file announce, if any."""
+    head = data[:256].lstrip()
+    if data.startswith(b"\x93NUMPY"):
+        return "npy"
+    if data.startswith(b"glTF"):
+        return "glb"
+    if head.startswith(b"ply"):
+        return "ply"
+    if head.split(b"\n", 1)[0].strip() in (b"OFF", b"COFF", b"NOFF", b"CNOFF"):
+        return "off"
+    if any(line.startswith((b"v ", b"o ", b"#", b"vn ", b"f ")) for line in head.splitlines()[:1]):
+        return "obj"
+    return None
+
+
+def point_file_contents(source, name: str) -> tuple[bytes, str] | None:
+    """(bytes, file type) of a cloud given as bytes, a data URI, base64 or `{"bytes", "format"}`; None for a
+    path or a `datasets.Mesh` `{"path", "bytes"}` value, which are opened by name."""
+    if isinstance(source, dict):
+        if source.get("bytes") is None or source.get("path"):
+            return None
+        data, mime = bytes(source["bytes"]), None
+        declared = source.get("format")
+    else:
+        encoded = encoded_media(source, name)
+        if encoded is None:
+            return None
+        (data, mime), declared = encoded, None
+    file_type = declared or POINT_FILE_MIME_TYPES.get(mime or "") or sniffed_file_type(data)
+    file_type = (file_type or "").lower().lstrip(".")
+    if "." + file_type not in POINT_FILE_TYPES:
+        raise ValueError(
+            f"`{name}` is a point-cloud file of unknown type ({'MIME ' + repr(mime) if mime else 'no MIME type'}, "
+            f"format {declared!r}); expected one of {[t[1:] for t in POINT_FILE_TYPES]}: give `format`, a data URI "
+            "MIME type such as model/ply, or a file that starts the way its format does"
+        )
+    return data, file_type
+
+
+def load_npy_cloud(source: str | bytes, name: str) -> np.ndarray:
+    """A `.npy` array (pickles refused: a file from a client must not run code)."""
+    try:
+        return np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(
+            f"`{name}` must be a .npy array of numbers without pickled objects ({error})"
+        ) from error
+
+
+def load_mesh_file(source: str | Path | dict, data: bytes | None = None, file_type: str | None = None):
+    """Open a mesh/point file by path, from its bytes, or a `datasets.Mesh` value stored as {"path", "bytes"}."""
     import trimesh
 
+    if data is not None:
+        return trimesh.load(io.BytesIO(data), file_type=file_type)
     path = source.get("path") if isinstance(source, dict) else str(source)
     suffix = Path(path or "").suffix.lower()
     if suffix not in MESH_FILE_TYPES:
@@ -99,19 +168,37 @@ def load_mesh_file(source: str | Path | dict):
     return trimesh.load(path)
 
 
+def points_from_file(source, mesh_points: int, seed: int, name: str) -> np.ndarray:
+    """Points of a `.npy` or mesh file given by path, bytes, data URI, base64 or `datasets.Mesh` value."""
+    contents = point_file_contents(source, name)
+    if contents is not None:
+        data, file_type = contents
+        if file_type == "npy":
+            return load_npy_cloud(data, name)
+        return points_from_trimesh(load_mesh_file(source, data, file_type), mesh_points, seed)
+    path = str(source.get("path") if isinstance(source, dict) else source)
+    if Path(path).suffix.lower() == ".npy":
+        return load_npy_cloud(path, name)
+    if not isinstance(source, dict) and not Path(path).is_file():
+        raise missing_source_error(path, name)
+    return points_from_trimesh(load_mesh_file(source), mesh_points, seed)
+
+
 def to_point_array(source, mesh_points: int, seed: int, name: str = "point_clouds") -> np.ndarray:
     """Turn one input of any accepted kind into a (points, 3 or 6) float array."""
     if isinstance(source, np.ndarray) or hasattr(source, "detach"):
         points = np.asarray(source.detach().cpu() if hasattr(source, "detach") else source, dtype=np.float64)
-    elif isinstance(source, (str, Path, dict)):
-        points = points_from_trimesh(load_mesh_file(source), mesh_points, seed)
+    elif isinstance(source, (str, Path, dict, bytes, bytearray, memoryview)):
+        points = points_from_file(source, mesh_points, seed, name)
     elif type(source).__module__.startswith("trimesh"):
         points = points_from_trimesh(source, mesh_points, seed)
     else:
         raise ValueError(
-            "a point cloud must be a numpy array, a torch tensor, a mesh file path, a trimesh object or a "
-            f"datasets.Mesh value, got {type(source).__name__}"
+            "a point cloud must be a numpy array, a torch tensor, a .npy or mesh file (path, bytes, data URI or "
+            f"base64), a trimesh object or a datasets.Mesh value, got {type(source).__name__}"
         )
+    if not np.issubdtype(np.asarray(points).dtype, np.number):
+        raise ValueError(f"`{name}` must hold numbers, got dtype {np.asarray(points).dtype}")
     return scale_colours(check_cloud(np.asarray(points, dtype=np.float64), name))
 
 
@@ -189,7 +276,7 @@ class XLLMPointCloudFeatureExtractor(FeatureExtractionMixin):
 
     def __call__(self, point_clouds, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
         """Prepare one cloud or a list of clouds (a single 2-D array counts as one cloud)."""
-        single = isinstance(point_clouds, (str, Path, dict)) or getattr(point_clouds, "ndim", 0) == 2
+        single = isinstance(point_clouds, (str, Path, dict, bytes)) or getattr(point_clouds, "ndim", 0) == 2
         if single or type(point_clouds).__module__.startswith("trimesh"):
             point_clouds = [point_clouds]
         rng = np.random.default_rng(self.seed)

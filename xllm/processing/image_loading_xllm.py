@@ -1,30 +1,63 @@
-"""Images as the image processor takes them: files decoded here (a corrupt one is named), arrays checked."""
+"""Images as the image processor takes them: files, bytes and data URIs decoded here (a corrupt one is
+named), arrays checked, transparency reported."""
 
+import io
 import os
+import warnings
 
 import numpy as np
+import PIL.Image
 import torch
 from transformers.image_utils import load_image
 
+from .media_bytes_xllm import encoded_media
+
 
 def checked_image(image, name: str):
-    """One image ready for the image processor. Files are decoded here, so a corrupt one fails with its
-    name; a 2-D (grayscale) array gets three equal channels, as the image processor's RGB conversion
-    gives grayscale PIL images; empty images and arrays of other than real numbers are refused."""
-    if isinstance(image, (str, os.PathLike)):
-        try:
-            return load_image(os.fspath(image))
-        except (OSError, ValueError) as error:
-            raise ValueError(
-                f"`{name}` must be an image file, URL or base64 string that decodes; {os.fspath(image)[:200]!r} "
-                f"did not ({error})"
-            ) from error
+    """One image ready for the image processor. Files, bytes, data URIs and base64 are decoded here, so a
+    corrupt one fails with its name (http(s) URLs are fetched by transformers' `load_image`); a 2-D
+    (grayscale) array gets three equal channels, as the image processor's RGB conversion gives grayscale PIL
+    images; empty images and arrays of other than real numbers are refused; an alpha channel is reported,
+    since the image processor composites it onto white."""
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
+        image = decoded_image(image, name)
     if isinstance(image, (np.ndarray, torch.Tensor)):
         return checked_image_array(image, name)
     width, height = getattr(image, "width", 1), getattr(image, "height", 1)
     if width == 0 or height == 0:
         raise ValueError(f"`{name}` must have at least one pixel, got a {width}x{height} image")
+    if isinstance(image, PIL.Image.Image) and has_transparency(image):
+        warnings.warn(
+            f"`{name}` has an alpha channel (mode {image.mode}); it is dropped: the image processor composites "
+            "the image onto white and reads RGB",
+            stacklevel=4,
+        )
     return image
+
+
+def decoded_image(source, name: str) -> PIL.Image.Image:
+    """A PIL image from a path, URL, data URI, base64 string or encoded bytes."""
+    shown = (
+        f"{len(source)} bytes"
+        if isinstance(source, (bytes, bytearray, memoryview))
+        else repr(os.fspath(source)[:200])
+    )
+    try:
+        encoded = encoded_media(os.fspath(source) if isinstance(source, os.PathLike) else source, name)
+        if encoded is None:
+            return load_image(os.fspath(source))
+        image = PIL.Image.open(io.BytesIO(encoded[0]))
+        image.load()
+        return image
+    except (OSError, ValueError, PIL.Image.DecompressionBombError) as error:
+        raise ValueError(
+            f"`{name}` must be an image file, URL, data URI, base64 string or bytes that decodes; {shown} did not "
+            f"({error})"
+        ) from error
+
+
+def has_transparency(image: PIL.Image.Image) -> bool:
+    return "A" in image.getbands() or image.info.get("transparency") is not None
 
 
 def checked_image_array(image: np.ndarray | torch.Tensor, name: str) -> np.ndarray | torch.Tensor:
@@ -46,6 +79,13 @@ def checked_image_array(image: np.ndarray | torch.Tensor, name: str) -> np.ndarr
             if isinstance(image, np.ndarray)
             else image.expand(3, -1, -1)
         )
+    channels_last = image.shape[-1] == 4
+    if channels_last or (image.shape[0] == 4 and image.shape[-1] > 4):  # RGBA: the alpha channel is dropped
+        warnings.warn(
+            f"`{name}` has 4 channels of shape {tuple(image.shape)}; the 4th (alpha) is dropped and RGB is kept",
+            stacklevel=4,
+        )
+        return image[..., :3] if channels_last else image[:3]
     return image
 
 

@@ -8,7 +8,7 @@ instruction-aware Q-Formers read is tokenized separately with the Q-Former's tok
 """
 
 import difflib
-import os
+import functools
 import re
 import warnings
 from importlib import resources
@@ -18,12 +18,13 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .audio_loading_xllm import load_audio
-from .chat_messages_xllm import check_content_types, conversation_instruction, media_of, without_content_types
+from .chat_messages_xllm import check_conversation, conversation_instruction, media_of, without_content_types
 from .feature_extraction_audio_xllm import XLLMAudioFeatureExtractor
 from .feature_extraction_point_cloud_xllm import XLLMPointCloudFeatureExtractor
 from .feature_extraction_speech_xllm import XLLMSpeechFeatureExtractor
 from .image_loading_xllm import checked_image
 from .processor_modalities import MODALITIES, ProcessorModality, keywords, placeholder, processor_modality
+from .video_loading_xllm import is_encoded_video, load_video_frames
 
 # Feature extractors of this package that the processor resolves itself when loading.
 OWN_FEATURE_EXTRACTORS = {
@@ -63,9 +64,9 @@ def flatten_media(media, row: ProcessorModality) -> list:
 
 def is_frame_list(item: list | tuple) -> bool:
     """A list that is one video given as frames (images or (H, W, C) arrays), not a list of videos
-    (paths, decoders or (frames, H, W, C) arrays)."""
+    (paths, bytes, decoders or (frames, H, W, C) arrays)."""
     first = item[0] if item else None
-    return first is not None and not isinstance(first, str) and getattr(first, "ndim", 3) == 3
+    return first is not None and not is_encoded_video(first) and getattr(first, "ndim", 3) == 3
 
 
 class XLLMProcessor(ProcessorMixin):
@@ -292,7 +293,9 @@ class XLLMProcessor(ProcessorMixin):
         (speech: CIF's target lengths) apply to their kinds only."""
         row = processor_modality(modality)
         sub_processor = getattr(self, row.sub_processor)
-        loaded = [self._load(row, item, f"{row.keyword}[{index}]") for index, item in enumerate(items)]
+        loaded = [
+            self._load(row, item, f"{row.keyword}[{index}]", num_frames) for index, item in enumerate(items)
+        ]
         if row.preparation == "video":
             return {row.outputs[0]: self._video_pixels(loaded, row, num_frames)}
         if row.preparation == "audio_windows":
@@ -303,13 +306,62 @@ class XLLMProcessor(ProcessorMixin):
         features = sub_processor(loaded, return_tensors="pt")
         return {row.outputs[0]: features[sub_processor.model_input_names[0]]}
 
-    def _load(self, row: ProcessorModality, item, name: str):
+    def pad(self, encodings: list, padding_side: str | None = None) -> BatchFeature:
+        """One batch from encodings made a sample at a time (`__call__` or `apply_chat_template` on each):
+        what one call over all their samples gives. Serving prepares each request on its own, so that a bad
+        one fails alone, and batches them here.
+
+        Text (and `labels`) is padded on `padding_side` (default: the processor's), Q-Former instructions on
+        the Q-Former tokenizer's side; each modality's tensors are stacked, their windows or frames padded
+        at the end with the sub-processor's `padding_value` and their masks with zeros."""
+        if not encodings:
+            raise ValueError("`encodings` is empty; expected at least one encoding to pad.")
+        side = padding_side or self.padding_side
+        pad_id = (
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id
+        )
+        qformer = self.qformer_tokenizer
+        fills = {
+            "input_ids": (pad_id, side),
+            "attention_mask": (0, side),
+            "labels": (IGNORE_INDEX, side),
+            "assistant_masks": (0, side),
+            "qformer_input_ids": (qformer.pad_token_id, qformer.padding_side),
+            "qformer_attention_mask": (0, qformer.padding_side),
+        }
+        for row in MODALITIES.values():
+            padding_value = float(getattr(getattr(self, row.sub_processor), "padding_value", 0.0) or 0.0)
+            has_mask = len(row.outputs) > 1  # without a mask (images, videos) shapes must agree
+            fills[row.outputs[0]] = (padding_value, "right") if has_mask else (None, None)
+            fills.update({name: (0, "right") for name in row.outputs[1:]})
+            if row.target_lengths:
+                fills[row.target_lengths] = (None, None)  # one number per item
+        names = list(dict.fromkeys(name for encoding in encodings for name in encoding))
+        unknown = [name for name in names if name not in fills]
+        if unknown:
+            raise ValueError(
+                f"`encodings` hold {unknown}, which `pad` cannot batch; expected names among {list(fills)}."
+            )
+        data = {}
+        for name in names:
+            tensors = [torch.as_tensor(encoding[name]) for encoding in encodings if name in encoding]
+            data[name] = padded_cat(tensors, *fills[name], name)
+        return BatchFeature(data)
+
+    def _load(self, row: ProcessorModality, item, name: str, num_frames: int | None = None):
         """One item through its row's loader, here so that errors name the processor's argument."""
+        sub_processor = getattr(self, row.sub_processor)
         if row.loader == "image":
             return checked_image(item, name)
         if row.loader == "audio":
-            return load_audio(
-                item, target_sampling_rate=getattr(self, row.sub_processor).sampling_rate, name=name
+            return load_audio(item, target_sampling_rate=sub_processor.sampling_rate, name=name)
+        if row.loader == "video" and is_encoded_video(item):
+            if num_frames is None:
+                num_frames = getattr(sub_processor, "num_frames", None)
+            return load_video_frames(
+                item, functools.partial(sub_processor.sample_frames, num_frames=num_frames), name
             )
         return item
 
@@ -344,7 +396,10 @@ class XLLMProcessor(ProcessorMixin):
         window_mask = torch.zeros(len(clips), num_windows, dtype=torch.long)  # (audios, windows)
         for index, clip in enumerate(clips):
             window_mask[index, : len(clip)] = 1
-        audio_features = window_features.new_zeros(len(clips), num_windows, *window_features.shape[1:])
+        audio_features = window_features.new_full(
+            (len(clips), num_windows, *window_features.shape[1:]),
+            float(getattr(extractor, "padding_value", 0.0)),
+        )
         audio_features[window_mask.bool()] = window_features  # (audios, windows, *window_input)
         return audio_features, window_mask
 
@@ -394,19 +449,10 @@ class XLLMProcessor(ProcessorMixin):
         )
 
     def _video_pixels(self, videos: list, row: ProcessorModality, num_frames: int | None) -> torch.Tensor:
-        """(videos, frames, C, H, W); an undecodable file is a ValueError."""
+        """(videos, frames, C, H, W) from decoded videos (the loader decoded every file, URL and bytes)."""
         frames_kwargs = {} if num_frames is None else {"num_frames": num_frames}
         processor = getattr(self, row.sub_processor)
-        try:
-            return processor(videos, return_tensors="pt", **frames_kwargs)[processor.model_input_names[0]]
-        except RuntimeError as error:  # torchcodec reports a file it cannot open as a RuntimeError
-            files = [os.fspath(video) for video in videos if isinstance(video, (str, os.PathLike))]
-            if not files:
-                raise
-            raise ValueError(
-                f"`{row.keyword}` must be video files that decode or frame arrays; decoding one of {files} failed: "
-                f"{error}"
-            ) from error
+        return processor(videos, return_tensors="pt", **frames_kwargs)[processor.model_input_names[0]]
 
     def _truncate_left(self, sample: dict[str, list], max_length: int, index: int) -> dict[str, list]:
         """Cut the beginning of a sample longer than `max_length` tokens, after its BOS token, so the
@@ -561,10 +607,11 @@ class XLLMProcessor(ProcessorMixin):
         """`ProcessorMixin.apply_chat_template`, plus `labels` when `return_assistant_tokens_mask=True`:
         the assistant tokens, everything else (prompt, placeholders, padding) set to -100.
 
-        Content parts of an unknown type are a ValueError (the template would drop them silently). A
+        Messages without a role or with a role the template does not render, and content parts of an
+        unknown type, are a ValueError (the template would drop them silently). A
         conversation without assistant tokens cannot be trained on (its labels would all be -100): with
         `return_assistant_tokens_mask=True` it is a ValueError."""
-        check_content_types(conversation, ("text", *MODALITIES))
+        check_conversation(conversation, ("text", *MODALITIES))
         outputs = super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
         if (
             kwargs.get("return_assistant_tokens_mask")
@@ -608,6 +655,22 @@ def check_keyword_typos(kwargs: dict) -> None:
                 f"XLLMProcessor got an unexpected keyword argument `{name}` (did you mean `{close[0]}`?); media "
                 f"keywords are {list(keywords())}."
             )
+
+
+def padded_cat(tensors: list[torch.Tensor], value: float | None, side: str | None, name: str) -> torch.Tensor:
+    """Concatenate along the first axis, padding the second to the longest on `side` (`side=None`: no
+    padding); every other axis must agree (images of one size, videos of one frame count)."""
+    if all(t.shape[1:] == tensors[0].shape[1:] for t in tensors):
+        return torch.cat(tensors)
+    if side is None or any(t.shape[2:] != tensors[0].shape[2:] for t in tensors):
+        shapes = [tuple(t.shape) for t in tensors]
+        raise ValueError(f"`{name}` of the encodings differ in shape and cannot be batched: {shapes}.")
+    longest = max(t.shape[1] for t in tensors)
+    padded = []
+    for tensor in tensors:
+        padding = tensor.new_full((tensor.shape[0], longest - tensor.shape[1], *tensor.shape[2:]), value)
+        padded.append(torch.cat([padding, tensor] if side == "left" else [tensor, padding], dim=1))
+    return torch.cat(padded)
 
 
 def split_waveform(waveform, window_samples: int, max_windows: int | None, name: str) -> list:

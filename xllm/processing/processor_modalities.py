@@ -19,8 +19,10 @@ Preparation kinds (how the processor turns a batch of items into tensors):
 * `speech`: waveforms padded to the longest, an attention mask, optional transcripts whose token
   counts become CIF's target lengths.
 
-Loaders: `image` (files, arrays and PIL images checked and made RGB), `audio` (any waveform, file or
-`datasets.Audio` value, resampled to the extractor's rate), None (the sub-processor reads the item).
+Loaders: `image` (files, URLs, bytes, arrays and PIL images checked), `audio` (any waveform, file, bytes or
+`datasets.Audio` value, resampled to the extractor's rate), `video` (files, URLs and bytes decoded to the
+frames the video processor samples), None (the sub-processor reads the item). Every loader, and the point
+cloud extractor, also takes bytes, data URIs and base64 strings (`media_bytes_xllm.py`).
 """
 
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ MODALITIES: dict[str, ProcessorModality] = {
         layout="windows",
         outputs=("pixel_values_videos",),
         preparation="video",
+        loader="video",
         chat_keys=("video", "url", "path"),
         chat_via_transformers=True,
         datasets_feature="Video",
