@@ -2,9 +2,9 @@
 
 import argparse
 
-from .commands import augment, cache_features, chat, convert, demo, discrn, evaluate, train, world
+from .commands import augment, cache_features, chat, convert, demo, discrn, evaluate, serve, train, world
 
-COMMANDS = (demo, train, cache_features, evaluate, discrn, augment, world, convert, chat)
+COMMANDS = (demo, train, cache_features, evaluate, discrn, augment, world, convert, chat, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
