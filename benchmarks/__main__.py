@@ -14,6 +14,7 @@ from benchmarks import (
     bench_glue,
     bench_processor,
     bench_qformer,
+    bench_serving,
     bench_speech,
     bench_training,
 )
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "7. speech compression": bench_speech,
     "8. torch.compile": bench_compile,
     "9. stage-2 step from cached encoder features": bench_feature_cache,
+    "10. serving: 8 concurrent clients vs 1": bench_serving,
 }
 
 

@@ -80,12 +80,17 @@ def reference_answer(model, processor, conversation: list[dict], max_tokens: int
 
 @contextlib.contextmanager
 def running_server(
-    model, processor, limits: ServingLimits | None = None, access: MediaAccess | None = None, **options
+    model,
+    processor,
+    limits: ServingLimits | None = None,
+    access: MediaAccess | None = None,
+    model_id: str = MODEL_ID,
+    **options,
 ):
     """(base URL, ServedModel) of a server on a free 127.0.0.1 port, stopped on exit."""
     api_key = options.pop("api_key", None)
     served = ServedModel(
-        model, processor, MODEL_ID, limits or ServingLimits(), access or MediaAccess(), **options
+        model, processor, model_id, limits or ServingLimits(), access or MediaAccess(), **options
     )
     with serve_in_background(build_app(served, api_key=api_key)) as url:
         yield url, served

@@ -10,6 +10,7 @@ from benchmarks import (
     bench_glue,
     bench_processor,
     bench_qformer,
+    bench_serving,
     bench_speech,
     bench_training,
 )
@@ -94,3 +95,10 @@ def test_feature_cache_benchmark_times_both_steps_and_counts_the_encoder_out_of_
     }
     assert rows["live encoder"]["median_ms"] > 0 and rows["cached features"]["median_ms"] > 0
     assert rows["cached features"]["weights_mib"] < rows["live encoder"]["weights_mib"]
+
+
+def test_serving_benchmark_answers_every_request_of_both_client_counts():
+    rows = bench_serving.main(["--tiny"])
+    assert [row["clients"] for row in rows[:2]] == [1, 8]
+    assert all(row["requests/s"] > 0 and row["tokens/s"] > 0 for row in rows[:2])
+    assert rows[2]["ratio"] > 0 and rows[2]["mean_batch"] >= 1

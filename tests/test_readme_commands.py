@@ -31,7 +31,9 @@ PARSE_ONLY = {
     "torchrun": "several processes: tests/test_distributed.py runs torchrun on the tiny configs",
     "accelerate launch": "several GPU processes",
     "xllm demo": "minutes of training: tests/test_demo.py runs the fast demo",
+    "xllm serve": "a server runs until it is stopped: the client block below runs against one on a free port",
 }
+SERVER_URL = "http://127.0.0.1:8000/v1"  # the README's client talks to `xllm serve --port 8000`
 
 
 def code_blocks(language: str) -> list[str]:
@@ -123,4 +125,22 @@ def test_every_python_block_of_the_readme_runs(tmp_path, monkeypatch):
     for block in blocks:
         for name, local in stand_ins.items():
             block = block.replace(f'"{name}"', f'"{local}"')
-        exec(compile(block, "README.md", "exec"), {})
+        if SERVER_URL in block:
+            run_against_a_server(block, tmp_path)
+        else:
+            exec(compile(block, "README.md", "exec"), {})
+
+
+def run_against_a_server(block: str, folder: Path) -> None:
+    """The client block, against the tiny model served as `xllm serve --served-model-name xllm-demo` would,
+    with the files it names written beside it."""
+    from media_files import png_bytes, wav_bytes
+    from serving_helpers import running_server
+
+    from xllm.testing import tiny_model_and_processor
+
+    (folder / "photo.png").write_bytes(png_bytes("red"))
+    (folder / "question.wav").write_bytes(wav_bytes(0.8))
+    model, processor = tiny_model_and_processor()
+    with running_server(model, processor, model_id="xllm-demo") as (url, _):
+        exec(compile(block.replace(SERVER_URL, url + "/v1"), "README.md", "exec"), {})

@@ -46,12 +46,14 @@ def streamed(url: str, messages: list[dict], **options) -> tuple[dict[int, str],
 
 
 @pytest.mark.parametrize("modality", [None, *MEDIA])
-def test_greedy_answers_equal_model_generate_for_every_modality(server, tiny, modality):
+def test_greedy_answers_equal_model_generate_for_every_modality_streamed_or_not(server, tiny, modality):
     url, _ = server
     modalities = () if modality is None else (modality,)
     answer = ask(url, user_turn("what is it ?", *modalities), max_tokens=6)
     expected = reference_answer(*tiny, user_turn("what is it ?", *modalities, form=1), max_tokens=6)
     assert answer.choices[0].message.content == expected[0]
+    texts, reasons, _ = streamed(url, user_turn("what is it ?", *modalities), max_tokens=6)
+    assert (texts[0], reasons[0]) == (expected[0], answer.choices[0].finish_reason)
     assert answer.model == MODEL_ID and answer.object == "chat.completion"
     assert answer.usage.completion_tokens <= 6 and answer.usage.prompt_tokens > 0
 

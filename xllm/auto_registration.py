@@ -40,6 +40,8 @@ LIGHT_MODULES = frozenset(
         "xllm.modeling_xllm.model_modalities",
         "xllm.processing",
         "xllm.processing.processor_modalities",
+        "xllm.serving",
+        "xllm.serving.limits",
     }
 )
 LIGHT_PACKAGES = ("xllm.commands.",)  # every command module imports its heavy parts inside `run`
