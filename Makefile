@@ -4,27 +4,34 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.xllm-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_DATASETS_OFFLINE=1
-SYSTEM_PACKAGES := ffmpeg espeak-ng
 
-.PHONY: setup system-packages test demo bench lint fuzz
+.PHONY: setup system-packages browser test demo bench lint fuzz
 
 setup: system-packages $(STAMP)
 
-# ffmpeg (torchcodec decodes media with it) and espeak-ng (speech of the demo world).
-system-packages:
+# $(call install-missing,COMMAND:PACKAGE ...,WHAT,ELSE): install (apt-get, as root) the packages whose command
+# is missing; without root, say what to install and run ELSE.
+define install-missing
 	@missing=""; \
-	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
-	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	for pair in $(1); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "Installing system packages:$$missing"; \
+			echo "Installing $(2):$$missing"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "Missing system packages:$$missing"; \
-			echo "Install them first, e.g.: sudo apt-get install$$missing"; \
-			exit 1; \
+			echo "Missing $(2):$$missing (install them first, e.g. sudo apt-get install$$missing)"; $(3); \
 		fi; \
 	fi
+endef
+
+# ffmpeg (torchcodec decodes media with it) and espeak-ng (speech of the demo world).
+system-packages:
+	$(call install-missing,ffmpeg:ffmpeg espeak-ng:espeak-ng,system packages,exit 1)
+
+# Only the tests need a browser (the chat page's test drives Debian's chromium through its chromium-driver);
+# without it that test fails and says how to install it.
+browser:
+	$(call install-missing,chromium:chromium chromedriver:chromium-driver,the browser test's browser,true)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +39,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[all]'
 	touch $(STAMP)
 
-test: setup
+test: setup browser
 	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 demo: setup

@@ -1,6 +1,9 @@
 """`xllm demo --fast`: the whole method on images and point clouds, end to end, with learning."""
 
+import contextlib
+import io
 import json
+import textwrap
 
 import pytest
 from transformers import AutoModelForMultimodalLM, pipeline
@@ -12,12 +15,24 @@ from xllm.world.vocabulary import ATTRIBUTES
 @pytest.fixture(scope="module")
 def fast_demo(tmp_path_factory):
     output = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--fast", "--output", str(output)]) == 0
-    return output, json.loads((output / "report.json").read_text())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--fast", "--output", str(output)]) == 0
+    return output, json.loads((output / "report.json").read_text()), printed.getvalue()
+
+
+def test_fast_demo_ends_by_saying_how_to_talk_to_its_model(fast_demo):
+    output, report, printed = fast_demo
+    model = report["model"]
+    for way in (f"xllm chat {model} -i", f"xllm chat {model} --web", f"xllm serve {model}"):
+        assert way in printed
+    client_example = textwrap.dedent(printed[printed.index("    from openai import OpenAI") :])
+    compile(client_example, "demo output", "exec")  # the printed example is valid Python
+    assert "client.chat.completions.create(" in client_example
 
 
 def test_fast_demo_writes_the_report_plots_and_a_loadable_model(fast_demo):
-    output, report = fast_demo
+    output, report, _ = fast_demo
     for name in ("report.md", "report.json", "losses.png", "results.png"):
         assert (output / name).stat().st_size > 0
     assert set(report["results"]["captioning"]) == {"image", "point_cloud"}
@@ -31,7 +46,7 @@ def test_fast_demo_writes_the_report_plots_and_a_loadable_model(fast_demo):
 
 
 def test_fast_demo_learns_more_than_chance(fast_demo):
-    _, report = fast_demo
+    _, report, _ = fast_demo
     language_model = report["losses"]["stage 0: language model"]
     assert language_model[-1] < 0.3 * language_model[0]
     alignment = report["losses"]["stage 2: alignment"]

@@ -41,3 +41,10 @@ def test_a_processor_gives_a_fresh_tokenizer_the_presets_placeholder_ids():
     )
     expected = placeholder_token_ids(len(vocab))
     assert {f"{m}_token_id": token_id for m, token_id in processor.placeholder_ids.items()} == expected
+
+
+def test_every_modality_names_the_files_a_chat_upload_of_it_may_be():
+    for modality, row in processor_modalities.MODALITIES.items():
+        assert row.file_suffixes and all(suffix.startswith(".") for suffix in row.file_suffixes), modality
+    rows = processor_modalities.MODALITIES
+    assert rows["speech"].file_suffixes == rows["audio"].file_suffixes

@@ -27,4 +27,21 @@ def run(args: argparse.Namespace) -> int:
     report = Demo(settings, output).run()
     print("\n" + write_demo_report(report, output))
     print(f"Report: {output / 'report.md'}; model: {report['model']}")
+    print(how_to_talk_to(report["model"]))
     return 0
+
+
+def how_to_talk_to(model: str) -> str:
+    """The three ways to talk to a trained model, written out for its folder."""
+    return f"""
+Talk to it:
+  xllm chat {model} -i         # in the terminal: /image PATH, /point_cloud PATH, /reset, /quit
+  xllm chat {model} --web      # a chat page on http://127.0.0.1:7860 (pip install x-llm[web])
+  xllm serve {model} --served-model-name xllm-demo   # an OpenAI-compatible API on 127.0.0.1:8000, then:
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+    question = [{{"role": "user", "content": "which of the two is red ?"}}]
+    answer = client.chat.completions.create(model="xllm-demo", messages=question, max_tokens=16)
+    print(answer.choices[0].message.content)
+"""

@@ -42,7 +42,12 @@ class ProcessorModality:
     chat_via_transformers: bool = False  # `ProcessorMixin` loads it from chat messages (images, videos)
     datasets_feature: str = "Image"  # the `datasets` feature that decodes its manifest column
     target_lengths: str | None = None  # `sequence` only: the model input of CIF's target lengths
+    file_suffixes: tuple[
+        str, ...
+    ] = ()  # files a chat upload of this modality may be (speech and audio share)
 
+
+AUDIO_FILE_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac")
 
 MODALITIES: dict[str, ProcessorModality] = {
     "image": ProcessorModality(
@@ -53,6 +58,7 @@ MODALITIES: dict[str, ProcessorModality] = {
         loader="image",
         chat_keys=("image", "url", "path", "base64"),
         chat_via_transformers=True,
+        file_suffixes=(".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"),
     ),
     "video": ProcessorModality(
         keyword="videos",
@@ -64,6 +70,7 @@ MODALITIES: dict[str, ProcessorModality] = {
         chat_keys=("video", "url", "path"),
         chat_via_transformers=True,
         datasets_feature="Video",
+        file_suffixes=(".mp4", ".webm", ".mov", ".avi", ".mkv"),
     ),
     "speech": ProcessorModality(
         keyword="speech",
@@ -75,6 +82,7 @@ MODALITIES: dict[str, ProcessorModality] = {
         chat_keys=("speech", "audio", "path", "url"),
         target_lengths="speech_target_lengths",
         datasets_feature="Audio",
+        file_suffixes=AUDIO_FILE_SUFFIXES,
     ),
     "audio": ProcessorModality(
         keyword="audio",
@@ -85,6 +93,7 @@ MODALITIES: dict[str, ProcessorModality] = {
         loader="audio",
         chat_keys=("audio", "path", "url"),
         datasets_feature="Audio",
+        file_suffixes=AUDIO_FILE_SUFFIXES,
     ),
     "point_cloud": ProcessorModality(
         keyword="point_clouds",
@@ -93,6 +102,7 @@ MODALITIES: dict[str, ProcessorModality] = {
         outputs=("point_clouds",),
         chat_keys=("point_cloud", "path", "url"),
         datasets_feature="Mesh",
+        file_suffixes=(".npy", ".ply", ".obj", ".off", ".stl", ".glb", ".gltf"),
     ),
 }
 
