@@ -424,6 +424,27 @@ def test_x_llm_two_turn_conversation_uses_chatglm_rounds(tokenizers):
     ]  # fmt: skip
 
 
+def test_x_llm_chat_template_renders_conversations_as_the_released_code(tokenizers):
+    processor = x_llm_processor(tokenizers)
+    image = random_image(0)
+    conversation = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": image}, {"type": "text", "text": "描述这张图片"}],
+        },
+        {"role": "assistant", "content": [{"type": "text", "text": "一只猫"}]},
+        {"role": "user", "content": [{"type": "text", "text": "它是什么颜色"}]},
+    ]
+    chat = processor.apply_chat_template(conversation, tokenize=True, return_dict=True)
+    text = XLLMPromptFormat().conversation_text([("<image>描述这张图片", "一只猫"), ("它是什么颜色", None)])
+    assert chat["input_ids"].tolist() == processor(text=text, images=[image])["input_ids"].tolist()
+    one_question = processor.apply_chat_template(conversation[:1], tokenize=True, return_dict=True)
+    assert (
+        one_question["input_ids"].tolist()
+        == processor(text="<image>描述这张图片", images=[image])["input_ids"].tolist()
+    )
+
+
 def test_x_llm_english_twin_swaps_the_markers():
     assert (
         XLLMPromptFormat(language="en").conversation_text([("What is this?", None)])

@@ -223,6 +223,26 @@ class XLLMPromptFormat:
         ]
         return "".join(rounds) + f"[Round {len(turns) - 1}]\n{question_marker}{turns[-1][0]}{answer_marker}"
 
+    def chat_template(self) -> str:
+        """A chat template (jinja) that renders a conversation as `conversation_text` does, media parts as
+        placeholders; the processor then moves them in front. X-LLM's prompt has no system message."""
+        question, answer = (marker.replace("\n", "\\n") for marker in X_LLM_MARKERS[self.language])
+        return (
+            "{%- macro render(content) -%}{%- if content is string -%}{{ content }}{%- else -%}"
+            "{%- for part in content -%}{%- if part['type'] == 'text' -%}{{ part['text'] }}"
+            "{%- else -%}{{ '<' ~ part['type'] ~ '>' }}{%- endif -%}{%- endfor -%}{%- endif -%}{%- endmacro -%}"
+            "{%- if messages | selectattr('role', 'equalto', 'system') | list -%}"
+            "{{ raise_exception('The x-llm prompt format has no system message.') }}{%- endif -%}"
+            "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
+            "{%- if users | length == 1 and messages[-1]['role'] == 'user' -%}"
+            f"{{{{ '{question}' }}}}{{{{ render(users[0]['content']) }}}}{{{{ '{answer}' }}}}"
+            "{%- else -%}{%- set ns = namespace(round=0) -%}{%- for message in messages -%}"
+            "{%- if message['role'] == 'user' -%}"
+            f"{{{{ '[Round ' ~ ns.round ~ ']\\n{question}' }}}}{{{{ render(message['content']) }}}}{{{{ '{answer}' }}}}"
+            "{%- else -%}{{ render(message['content']) }}{{ '\\n' }}{%- set ns.round = ns.round + 1 -%}"
+            "{%- endif -%}{%- endfor -%}{%- endif -%}"
+        )
+
     def is_formatted(self, text: str) -> bool:
         return text.startswith(("[Round 0]\n", X_LLM_MARKERS[self.language][0]))
 
