@@ -14,6 +14,7 @@ behaviour, so `" image: "` gives `▁ ▁image : ▁` and `"image: "` gives `▁
 import numpy as np
 import pytest
 from conftest import random_image, random_video
+from jinja2.exceptions import TemplateError
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import BertTokenizer, BlipImageProcessor, PreTrainedTokenizerFast
 
@@ -318,6 +319,34 @@ def _no_warning():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def test_lavis_chat_template_gives_the_stream_of_the_text(tokenizers):
+    processor = lavis_processor(tokenizers, "discrn/image_3d_describe")
+    image, cloud = random_image(0), np.random.default_rng(0).normal(size=(100, 3))
+    conversation = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": image},
+                {"type": "point_cloud", "point_cloud": cloud},
+                {"type": "text", "text": "which of the two options is larger"},
+            ],
+        }
+    ]
+    with pytest.warns(UserWarning):
+        chat = processor.apply_chat_template(conversation, tokenize=True, return_dict=True)
+        text = processor(
+            text="<image><point_cloud>which of the two options is larger",
+            images=[image],
+            point_clouds=[cloud],
+        )
+    assert chat["input_ids"].tolist() == text["input_ids"].tolist()
+    assert chat["qformer_input_ids"].tolist() == text["qformer_input_ids"].tolist()  # "a short description"
+    with pytest.raises(TemplateError, match="takes one user message"):
+        processor.apply_chat_template(
+            [*conversation, {"role": "assistant", "content": "the first"}], tokenize=True
+        )
 
 
 def test_lavis_batches_are_left_padded_with_pad(tokenizers):

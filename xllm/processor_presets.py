@@ -112,7 +112,7 @@ def preset_processor(
         modalities=list(config.modalities),
         modality_cues=config.modality_cues if prompt_format is None else None,
         prompt_format=prompt_format,
-        chat_template=prompt_format.chat_template() if isinstance(prompt_format, XLLMPromptFormat) else None,
+        chat_template=None if prompt_format is None else prompt_format.chat_template(),
     )
 
 

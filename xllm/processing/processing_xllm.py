@@ -623,7 +623,8 @@ class XLLMProcessor(ProcessorMixin):
         images, videos, _, extra = super()._multimodal_inputs_from_conversations(
             visible, audio_loading_params
         )
-        extra["instructions"] = [conversation_instruction(conversation) for conversation in conversations]
+        if self.prompt_format["name"] == "parts":  # the other formats say what the Q-Former reads
+            extra["instructions"] = [conversation_instruction(conversation) for conversation in conversations]
         audio = []
         for modality in ours:
             row = MODALITIES[modality]

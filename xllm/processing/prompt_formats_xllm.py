@@ -169,8 +169,27 @@ class LavisPromptFormat:
             return self.special_qformer_input_prompt.format(instruction)
         return self.llm_prompt(instruction)
 
+    def chat_template(self) -> str:
+        """A chat template (jinja) for one user question: its text, media parts as placeholders; the format
+        does the rest. LAVIS's X-InstructBLIP prompt has no system message and no earlier turns."""
+        return render_macro() + (
+            "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
+            "{%- if users | length != 1 or messages | length != 1 -%}"
+            "{{ raise_exception('The lavis prompt format takes one user message, without system or assistant "
+            "messages.') }}{%- endif -%}{{ render(users[0]['content']) }}"
+        )
+
     def to_dict(self) -> dict:
         return {"name": self.name, **asdict(self)}
+
+
+def render_macro() -> str:
+    """The chat templates' `render(content)`: text parts as written, media parts as their placeholders."""
+    return (
+        "{%- macro render(content) -%}{%- if content is string -%}{{ content }}{%- else -%}"
+        "{%- for part in content -%}{%- if part['type'] == 'text' -%}{{ part['text'] }}"
+        "{%- else -%}{{ '<' ~ part['type'] ~ '>' }}{%- endif -%}{%- endfor -%}{%- endif -%}{%- endmacro -%}"
+    )
 
 
 # X-LLM's wrappers (`prompt_wrap`, xllm.py:151-169, with '<Image><ImageHere></Image>' at :197 and its speech and
@@ -228,10 +247,7 @@ class XLLMPromptFormat:
         placeholders; the processor then moves them in front. X-LLM's prompt has no system message."""
         question, answer = (marker.replace("\n", "\\n") for marker in X_LLM_MARKERS[self.language])
         return (
-            "{%- macro render(content) -%}{%- if content is string -%}{{ content }}{%- else -%}"
-            "{%- for part in content -%}{%- if part['type'] == 'text' -%}{{ part['text'] }}"
-            "{%- else -%}{{ '<' ~ part['type'] ~ '>' }}{%- endif -%}{%- endfor -%}{%- endif -%}{%- endmacro -%}"
-            "{%- if messages | selectattr('role', 'equalto', 'system') | list -%}"
+            render_macro() + "{%- if messages | selectattr('role', 'equalto', 'system') | list -%}"
             "{{ raise_exception('The x-llm prompt format has no system message.') }}{%- endif -%}"
             "{%- set users = messages | selectattr('role', 'equalto', 'user') | list -%}"
             "{%- if users | length == 1 and messages[-1]['role'] == 'user' -%}"
