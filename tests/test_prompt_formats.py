@@ -583,6 +583,16 @@ def test_bad_prompt_formats_are_named():
         )
 
 
+def test_a_format_token_the_tokenizer_lacks_is_named(tokenizers):
+    llm, qformer = tokenizers
+    processor = preset_processor("x-instructblip-13b", llm, qformer)
+    processor.prompt_format = {**processor.prompt_format, "bos_token": "<bos-of-another-llm>"}
+    with pytest.raises(
+        ValueError, match="needs the token '<bos-of-another-llm>', which the LLM tokenizer lacks"
+    ):
+        processor(text="<image>", images=[random_image(0)])
+
+
 def test_offsets_need_the_parts_format(tokenizers):
     processor = lavis_processor(tokenizers, "vicuna7b/image/coco_captioning_test")
     with pytest.raises(
