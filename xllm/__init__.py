@@ -27,6 +27,7 @@ _EXPORTS = {
         "preset_config",
     ],
     "xllm.processing": ["XLLMProcessor", "XLLMVideoProcessor"],
+    "xllm.processor_presets": ["preset_processor"],
 }
 
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

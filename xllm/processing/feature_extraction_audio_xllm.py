@@ -4,7 +4,10 @@ BEATs' published preprocessing (microsoft/unilm, `beats/BEATs.py`, `BEATs.prepro
 salesforce/LAVIS, `lavis/processors/audio_processors.py`, `BeatsAudioProcessor`): the 16 kHz waveform times
 2**15, torchaudio's Kaldi fbank with 128 bins, 25 ms frames, 10 ms shift and default options (povey window, no
 dither), then `(fbank - 15.41663) / (2 * 6.55582)`. X-InstructBLIP then cuts the features into windows of
-512 frames (5.12 s) and sends each window through the Q-Former.
+512 frames (5.12 s) and sends each window through the Q-Former. Its audio processor gives every clip exactly
+`n_frames` = 2 windows (10.24 s), the fbank zero-padded or truncated (`BeatsAudioProcessor.__call__` at
+`audio_processors.py:115-120`, `n_frames=2` at `:138`; the eval configs leave `is_eval` False, so evaluation
+takes this path too): `num_windows=2` here.
 """
 
 import math
@@ -28,7 +31,9 @@ class XLLMAudioFeatureExtractor(SequenceFeatureExtractor):
     normalised 128-bin fbank as BEATs does, zero-padded to a whole number of windows of `window_seconds`
     and cut into those windows. With `max_windows=None` (inference) every window is kept; a number (training)
     gives every clip exactly that many windows: shorter clips get empty windows, longer clips are truncated
-    with a warning. The batch is padded to the clip with the most windows.
+    with a warning. The batch is padded to the clip with the most windows. With `num_windows` (X-InstructBLIP:
+    2) every clip is instead zero-padded or truncated to exactly that many windows, all of them real (the encoder
+    reads the padding, as LAVIS's does); it cannot be combined with `max_windows`.
 
     Outputs (a `BatchFeature`; `XLLMProcessor` renames the keys for the audio interface):
         input_features: `(batch, windows, frames_per_window, feature_size)` float32; padding is
@@ -47,6 +52,7 @@ class XLLMAudioFeatureExtractor(SequenceFeatureExtractor):
         frame_shift_ms: float = 10.0,
         window_seconds: float = 5.12,
         max_windows: int | None = None,
+        num_windows: int | None = None,
         fbank_mean: float = BEATS_FBANK_MEAN,
         fbank_std: float = BEATS_FBANK_STD,
         **kwargs,
@@ -58,6 +64,12 @@ class XLLMAudioFeatureExtractor(SequenceFeatureExtractor):
         self.frame_shift_ms = frame_shift_ms
         self.window_seconds = window_seconds
         self.max_windows = _checked_max_windows(max_windows)
+        self.num_windows = _checked_max_windows(num_windows, "num_windows")
+        if self.max_windows is not None and self.num_windows is not None:
+            raise ValueError(
+                f"Give `max_windows` ({max_windows}) or `num_windows` ({num_windows}), not both: `num_windows` fixes "
+                "the window count, `max_windows` caps it and masks the empty windows."
+            )
         self.fbank_mean = fbank_mean
         self.fbank_std = fbank_std
 
@@ -86,6 +98,21 @@ class XLLMAudioFeatureExtractor(SequenceFeatureExtractor):
         padded[: features.shape[0]] = features
         return padded.reshape(num_windows, self.frames_per_window, features.shape[1])
 
+    def fixed_windows(self, features: np.ndarray, index: int) -> np.ndarray:
+        """`(frames, bins)` -> `(num_windows, frames_per_window, bins)`: zero-padded or truncated (with a
+        warning) to `num_windows` whole windows, as LAVIS's `BeatsAudioProcessor` does (`audio_processors.py:116-120`)."""
+        frames = self.num_windows * self.frames_per_window
+        if features.shape[0] > frames:
+            warnings.warn(
+                f"`raw_audio[{index}]` spans {features.shape[0]} fbank frames; keeping the first {frames} "
+                f"(num_windows={self.num_windows})",
+                stacklevel=3,
+            )
+        padded = np.full((frames, features.shape[1]), self.padding_value, dtype=np.float32)
+        kept = features[:frames]
+        padded[: kept.shape[0]] = kept
+        return padded.reshape(self.num_windows, self.frames_per_window, features.shape[1])
+
     def __call__(
         self,
         raw_audio,
@@ -102,6 +129,14 @@ class XLLMAudioFeatureExtractor(SequenceFeatureExtractor):
         """
         max_windows = self.max_windows if max_windows is None else _checked_max_windows(max_windows)
         waveforms = load_audio_batch(raw_audio, sampling_rate, self.sampling_rate, name="raw_audio")
+        if self.num_windows is not None:
+            if max_windows is not None:
+                raise ValueError(
+                    f"This extractor gives every clip `num_windows`={self.num_windows} windows; `max_windows` "
+                    f"({max_windows}) cannot be applied to it."
+                )
+            clips = [self.fixed_windows(self.clip_features(w), index) for index, w in enumerate(waveforms)]
+            return self._stack(clips, self.num_windows, return_tensors)
         clips = [self.split_into_windows(self.clip_features(waveform)) for waveform in waveforms]
         if max_windows is not None:
             clips = [_truncate_windows(clip, max_windows, index) for index, clip in enumerate(clips)]
@@ -124,10 +159,10 @@ class XLLMAudioFeatureExtractor(SequenceFeatureExtractor):
         )
 
 
-def _checked_max_windows(max_windows: int | None) -> int | None:
+def _checked_max_windows(max_windows: int | None, name: str = "max_windows") -> int | None:
     is_count = isinstance(max_windows, numbers.Integral) and not isinstance(max_windows, bool)
     if max_windows is not None and (not is_count or max_windows < 1):
-        raise ValueError(f"`max_windows` must be None or a positive int, got {max_windows!r}")
+        raise ValueError(f"`{name}` must be None or a positive int, got {max_windows!r}")
     return max_windows
 
 

@@ -24,6 +24,7 @@ from .feature_extraction_point_cloud_xllm import XLLMPointCloudFeatureExtractor
 from .feature_extraction_speech_xllm import XLLMSpeechFeatureExtractor
 from .image_loading_xllm import checked_image
 from .processor_modalities import MODALITIES, ProcessorModality, keywords, placeholder, processor_modality
+from .prompt_formats_xllm import encode_pieces, prompt_format_dict, prompt_format_from
 from .video_loading_xllm import is_encoded_video, load_video_frames
 
 # Feature extractors of this package that the processor resolves itself when loading.
@@ -100,6 +101,10 @@ class XLLMProcessor(ProcessorMixin):
             themselves; by default read from the extractor (AST: `max_length` frames, Whisper: `chunk_length`).
         audio_max_windows (`int`, *optional*): windows per audio clip in training (shorter clips padded,
             longer ones truncated with a warning); None keeps every window (inference).
+        prompt_format (`str` or `dict`, *optional*): how text and media become the LLM's tokens
+            (`prompt_formats_xllm.py`): `"parts"` (default: the text as written, cues from `modality_cues`),
+            `"lavis"` (X-InstructBLIP's assembly, with its options: `{"name": "lavis", "prefix": ...}`) or
+            `"x-llm"` (X-LLM's). Saved in `processor_config.json` as a dict.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class XLLMProcessor(ProcessorMixin):
         modality_cues: dict[str, str] | None = None,
         audio_window_seconds: float | None = None,
         audio_max_windows: int | None = None,
+        prompt_format: str | dict | None = None,
         **kwargs,
     ):
         if padding_side not in ("left", "right"):
@@ -146,6 +152,12 @@ class XLLMProcessor(ProcessorMixin):
         self.modality_cues = dict(modality_cues) if modality_cues else None
         self.audio_window_seconds = audio_window_seconds
         self.audio_max_windows = audio_max_windows
+        self.prompt_format = prompt_format_dict(prompt_format)
+        if self.prompt_format["name"] != "parts" and self.modality_cues:
+            raise ValueError(
+                f"The {self.prompt_format['name']!r} prompt format writes its own cues; `modality_cues` must be None, "
+                f"got {self.modality_cues}."
+            )
         if chat_template is None:
             chat_template = default_chat_template()
         if speech_feature_extractor is None:
@@ -260,9 +272,13 @@ class XLLMProcessor(ProcessorMixin):
                 if MODALITIES[modality].layout != "sequence":  # CIF decides: one placeholder stays
                     tokens_per_item[modality] = self._tokens_per_item(modality, prepared)
 
-        encoding = self.tokenizer(
-            texts, add_special_tokens=add_special_tokens, return_offsets_mapping=return_offsets_mapping
-        )
+        rules = prompt_format_from(self.prompt_format)
+        if rules is None:
+            encoding = self.tokenizer(
+                texts, add_special_tokens=add_special_tokens, return_offsets_mapping=return_offsets_mapping
+            )
+        else:
+            encoding, instructions = self._format_texts(rules, texts, instructions, return_offsets_mapping)
         expanded = self._expand_placeholders(encoding, tokens_per_item, return_offsets_mapping)
         empty = [index for index, sample in enumerate(expanded) if not sample["input_ids"]]
         if empty:
@@ -554,6 +570,21 @@ class XLLMProcessor(ProcessorMixin):
                 batch["offset_mapping"].append(pad(sample["offset_mapping"], (0, 0)))
         return batch
 
+    def _format_texts(self, rules, texts: list[str], instructions, with_offsets: bool) -> tuple[dict, list]:
+        """Token ids of each sample as its prompt format assembles them (each piece tokenized on its own), and
+        the Q-Former texts the format gives, unless `instructions` are given."""
+        if with_offsets:
+            raise ValueError(
+                f"`return_offsets_mapping` (assistant masks) needs the 'parts' prompt format; this processor's is "
+                f"{rules.name!r}, which reorders the text."
+            )
+        input_ids = [
+            encode_pieces(self.tokenizer, rules.pieces(text), self.placeholder_ids) for text in texts
+        ]
+        if instructions is None:
+            instructions = [rules.qformer_text(text) for text in texts]
+        return {"input_ids": input_ids}, instructions
+
     def _tokenize_instructions(self, texts: list[str], instructions: str | list[str] | None) -> dict:
         if instructions is None:
             pattern = "|".join(re.escape(placeholder(m)) for m in MODALITIES)
@@ -592,7 +623,8 @@ class XLLMProcessor(ProcessorMixin):
         images, videos, _, extra = super()._multimodal_inputs_from_conversations(
             visible, audio_loading_params
         )
-        extra["instructions"] = [conversation_instruction(conversation) for conversation in conversations]
+        if self.prompt_format["name"] == "parts":  # the other formats say what the Q-Former reads
+            extra["instructions"] = [conversation_instruction(conversation) for conversation in conversations]
         audio = []
         for modality in ours:
             row = MODALITIES[modality]
