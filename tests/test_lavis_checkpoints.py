@@ -603,3 +603,20 @@ def test_ulip2_checkpoint_with_pc_projection_converts_into_the_single_token_enco
     torch.save({"state_dict": state_dict}, tmp_path / "no_projection.pt")
     with pytest.raises(ValueError, match="needs ULIP's 'pc_projection'"):
         convert_pointbert_checkpoint(tmp_path / "no_projection.pt", output="ulip_embedding", **kwargs)
+
+
+@pytest.mark.parametrize("preset", ["x-instructblip-7b", "x-instructblip-7b-linear"])
+def test_preset_shaped_model_saves_and_reloads_its_3d_path_and_linear_layout(
+    preset, reduced_models, tmp_path
+):
+    model, processor = reduced_models[preset]
+    model.save_pretrained(tmp_path)
+    reloaded = XLLMForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.point_cloud_config.output == "ulip_embedding"
+    assert (
+        reloaded.config.point_cloud_interface_config.linear_variant
+        == model.config.point_cloud_interface_config.linear_variant
+    )
+    inputs = media_prompt(processor, "point_cloud")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=1e-5)
