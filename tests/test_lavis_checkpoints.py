@@ -620,3 +620,49 @@ def test_preset_shaped_model_saves_and_reloads_its_3d_path_and_linear_layout(
     inputs = media_prompt(processor, "point_cloud")
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("output", ["ulip_embedding", "all_tokens"])
+def test_a_model_built_from_parts_takes_the_3d_path_of_its_point_encoder(output, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from xllm.modeling_xllm.modeling_pointbert import XLLMPointBertModel
+    from xllm.testing import tiny_interface_config, tiny_text_config
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    AutoModelForCausalLM.from_config(tiny_text_config("llama", vocab_size=len(tokenizer))).save_pretrained(
+        tmp_path / "llm"
+    )
+    XLLMPointBertModel(tiny_point_cloud_config(output=output, projection_size=24)).save_pretrained(
+        tmp_path / "pc"
+    )
+    model = XLLMForConditionalGeneration.from_pretrained_parts(
+        tmp_path / "llm",
+        {"point_cloud": tmp_path / "pc"},
+        {"point_cloud": tiny_interface_config()},
+        tokenizer=tokenizer,
+    ).eval()
+    width, tokens = (24, 1) if output == "ulip_embedding" else (32, 17)
+    assert model.config.point_cloud_interface_config.encoder_hidden_size == width
+    clouds = torch.rand(1, 100, 3)
+    assert model.model.encode_media("point_cloud", clouds).features.shape == (1, tokens, width)
+    processor = tiny_processor(modalities=("point_cloud",))
+    generated = model.generate(**media_prompt(processor, "point_cloud"), max_new_tokens=2, do_sample=False)
+    assert generated.shape[0] == 1
+
+
+def test_cli_converts_a_runner_checkpoint_without_naming_its_modality(reduced_models, tmp_path):
+    from test_conversion import run_cli
+    from transformers import AutoModelForMultimodalLM
+
+    model, processor = reduced_models["x-instructblip-13b"]
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    state = synthetic_state_dict("vicuna13b/pc_qformer.pth", REDUCED["x-instructblip-13b"])
+    save_file(tmp_path / "pc_qformer.pth", state, "runner")
+    arguments = [str(tmp_path / "pc_qformer.pth"), str(tmp_path / "out"), "--model", str(tmp_path / "model")]
+    assert run_cli("convert", "lavis", *arguments, "--layer-norm", "lavis_13b_pc_config") == 0
+    loaded = AutoModelForMultimodalLM.from_pretrained(tmp_path / "out").model.interfaces["point_cloud"]
+    torch.testing.assert_close(loaded.query_tokens.data, state["pc_query_tokens"])
+    assert torch.equal(loaded.encoder_layer_norm.weight.data, torch.ones(24))

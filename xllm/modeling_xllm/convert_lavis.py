@@ -182,9 +182,8 @@ def lavis_modalities_in(state_dict: dict[str, torch.Tensor]) -> list[str]:
         for m in LAVIS_MODALITIES
         if f"{m}_query_tokens" in state_dict or f"{m}_projection.weight" in state_dict
     ]
-    if (
-        not found and "query_tokens" in state_dict
-    ):  # LAVIS BLIP-2 / InstructBLIP: one unprefixed image Q-Former
+    unprefixed_image = "query_tokens" in state_dict  # LAVIS BLIP-2 / InstructBLIP: one image Q-Former
+    if not found and unprefixed_image:
         found = ["image"]
     return found
 
@@ -221,11 +220,7 @@ def split_keys(
             f"(linear): it holds no LAVIS {lavis_modality} interface (it holds {present or 'none'}; "
             f"its first keys: {list(state_dict)[:5]})."
         )
-    unprefixed = (
-        lavis_modality == "image"
-        and "image_query_tokens" not in state_dict
-        and ("image_projection.weight" not in state_dict)
-    )
+    unprefixed = present == ["image"] and "query_tokens" in state_dict
     ours, skipped, unknown = {}, {}, []
     for key, tensor in state_dict.items():
         reason = skip_reason(key)
