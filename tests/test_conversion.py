@@ -32,8 +32,10 @@ VISION = dict(
     num_attention_heads=4,
     image_size=32,
     patch_size=8,
-    layer_norm_eps=1e-5,  # the eps of our interface's encoder LayerNorm (and of LAVIS' ln_vision)
 )
+# transformers' BLIP-2 vision configs use 1e-6, LAVIS' ln_vision PyTorch's 1e-5: the converted interface
+# takes the source's, so both convert exactly.
+VISION_EPS = (1e-6, 1e-5)
 QFORMER = dict(hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
 TEXT_MODELS = {
     "instructblip": dict(model_type="llama", intermediate_size=64, num_key_value_heads=2),
@@ -63,7 +65,7 @@ def run_cli(*argv: str) -> int:
     return args.run(args)
 
 
-def build_original(kind: str, directory) -> None:
+def build_original(kind: str, directory, layer_norm_eps: float = 1e-6) -> None:
     """A tiny random-weight transformers model and its processor, saved to `directory`."""
     tokenizer, qformer_tokenizer = tiny_tokenizer(), tiny_qformer_tokenizer()
     config_class, model_class = MODEL_CLASSES[kind]
@@ -78,7 +80,7 @@ def build_original(kind: str, directory) -> None:
         **TEXT_MODELS[kind],
     )
     config = config_class(
-        vision_config=VISION,
+        vision_config=dict(VISION, layer_norm_eps=layer_norm_eps),
         qformer_config=dict(QFORMER, vocab_size=len(qformer_tokenizer), max_position_embeddings=64),
         text_config=text,
         num_query_tokens=NUM_QUERIES,
@@ -98,13 +100,17 @@ def build_original(kind: str, directory) -> None:
     processor.save_pretrained(directory)
 
 
-@pytest.fixture(scope="module", params=["instructblip", "blip2"])
+@pytest.fixture(
+    scope="module",
+    params=[(kind, eps) for kind in ("instructblip", "blip2") for eps in VISION_EPS],
+    ids=lambda param: f"{param[0]}-eps{param[1]:g}",
+)
 def converted(request, tmp_path_factory):
     """(kind, original model, original processor, converted model, converted processor)."""
-    kind = request.param
+    kind, eps = request.param
     source = tmp_path_factory.mktemp(f"{kind}_original")
     output = tmp_path_factory.mktemp(f"{kind}_xllm")
-    build_original(kind, source)
+    build_original(kind, source, layer_norm_eps=eps)
     assert run_cli("convert", kind, str(source), str(output)) == 0
     original = MODEL_CLASSES[kind][1].from_pretrained(source).eval()
     original_processor = AutoProcessor.from_pretrained(source)
@@ -125,7 +131,7 @@ def test_converted_model_gives_the_same_logits_as_the_original(converted):
         actual = model(**inputs).logits
     assert actual.shape == expected.shape
     assert expected.std() > 0.1  # the comparison is not between two near-constant outputs
-    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(actual, expected, atol=1e-6, rtol=0)
 
 
 def test_converted_model_generates_the_same_greedy_tokens(converted):
@@ -144,7 +150,11 @@ def test_interface_layer_norm_reproduces_the_vision_post_layernorm(converted):
         expected = original.vision_model(pixel_values).last_hidden_state
         features = model.model.encode_media("image", pixel_values).features
         actual = model.model.interfaces["image"].encoder_layer_norm(features)
-    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+    assert (
+        model.config.image_interface_config.encoder_layer_norm_eps
+        == original.config.vision_config.layer_norm_eps
+    )
+    torch.testing.assert_close(actual, expected, atol=1e-6, rtol=0)
 
 
 def test_only_instructblip_converts_to_an_instruction_aware_interface(converted):
@@ -217,7 +227,12 @@ def test_lavis_checkpoint_converts_and_loads_with_no_missing_or_unexpected_keys(
     state.update({"audio_query_tokens": torch.zeros(1, 4, WIDTH)})  # another modality's part is left out
     path = tmp_path / "video_qformer.pth"
     torch.save({"model": state}, path)
-    config, converted = convert_lavis_checkpoint(path, "video", num_attention_heads=4)
+    conversion = convert_lavis_checkpoint(path, "video", num_attention_heads=4)
+    config, converted = conversion.config, conversion.state_dict
+    assert conversion.skipped["audio_query_tokens"].startswith("other-modality:")
+    assert conversion.skipped["video_Qformer.cls.predictions.transform.dense.weight"].startswith(
+        "qformer-lm-head:"
+    )
     assert (config.num_query_tokens, config.num_hidden_layers, config.cross_attention_frequency) == (4, 2, 1)
     assert config.instruction_aware
     result = QFormerInterface(config).load_state_dict(converted, strict=True)
@@ -252,7 +267,9 @@ def test_lavis_cli_loads_a_checkpoint_into_a_saved_model(tmp_path):
 def test_lavis_checkpoint_of_the_wrong_size_is_refused(tmp_path):
     model, _ = tiny_model_and_processor()
     torch.save({"model": lavis_state_dict("image_", queries=6)}, tmp_path / "image_qformer.pth")
-    with pytest.raises(ValueError, match="num_query_tokens"):
+    with pytest.raises(
+        ValueError, match=r"`image_query_tokens` \(our `query_tokens`\) has shape \(1, 6, 32\)"
+    ):
         load_lavis_interface(model, tmp_path / "image_qformer.pth", "image")
 
 

@@ -15,7 +15,13 @@ def meta_model(name: str) -> XLLMForConditionalGeneration:
         return XLLMForConditionalGeneration(preset_config(name))
 
 
-@pytest.mark.parametrize("name", ["x-instructblip-7b", "x-llm"])
+# Image Q-Former trainable parameters: BERT-base Q-Former with word embeddings and text FFNs (185,659,392
+# with BERT's 30522 words) + 32 queries (24,576) + ln_vision (2,816) + projection 768 -> 4096 (3,149,824).
+# X-InstructBLIP's Q-Former vocabulary has LAVIS' `[DEC]` too (30523 words: 768 more parameters).
+IMAGE_QFORMER_PARAMETERS = {"x-instructblip-7b": 188_836_608 + 768, "x-llm": 188_836_608}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_QFORMER_PARAMETERS))
 def test_image_qformer_has_the_published_trainable_parameter_count(name):
     report = meta_model(name).trainable_parameter_report()
     trainable = {
@@ -23,9 +29,7 @@ def test_image_qformer_has_the_published_trainable_parameter_count(name):
     }
     print(name, trainable)
     count = report["interfaces.image"]["trainable"]
-    # Q-Former with word embeddings and text FFNs (185,659,392) + 32 queries (24,576) + ln_vision (2,816)
-    # + projection 768 -> 4096 (3,149,824), as LAVIS counts it.
-    assert count == 188_836_608
+    assert count == IMAGE_QFORMER_PARAMETERS[name]
     assert abs(count - PUBLISHED_IMAGE_QFORMER_PARAMETERS) / PUBLISHED_IMAGE_QFORMER_PARAMETERS < 0.01
     assert set(trainable) == {f"interfaces.{m}" for m in meta_model(name).config.modalities}
 
@@ -35,6 +39,39 @@ def test_x_instructblip_has_four_instruction_aware_interfaces_and_cues():
     assert config.modalities == ("image", "video", "audio", "point_cloud")
     assert all(config.interface_config(m).instruction_aware for m in config.modalities)
     assert config.text_config.hidden_size == 5120 and config.modality_cues["point_cloud"] == "3d: "
+
+
+def test_x_instructblip_has_lavis_shapes():
+    """LAVIS' shapes (blip2_vicuna_xinstruct.py): Q-Former vocabulary 30523 (`[DEC]` added, line 2470),
+    encoder widths 1408 (EVA ViT-g), 768 (BEATs) and 512 (ULIP-2 `pc_projection`: ONE 3D token over xyz)."""
+    config = preset_config("x-instructblip-7b")
+    assert {config.interface_config(m).vocab_size for m in config.modalities} == {30523}
+    widths = {m: config.interface_config(m).encoder_hidden_size for m in config.modalities}
+    assert widths == {"image": 1408, "video": 1408, "audio": 768, "point_cloud": 512}
+    point_cloud = config.point_cloud_config
+    assert (point_cloud.in_channels, point_cloud.output, point_cloud.projection_size) == (
+        3,
+        "ulip_embedding",
+        512,
+    )
+    with torch.device("meta"):
+        features = meta_model("x-instructblip-7b").model.encoders["point_cloud"](
+            torch.empty(1, 8192, 3, device="meta"), output_hidden_states=True
+        )
+    assert features.last_hidden_state.shape == (1, 1, 512) and features.hidden_states[-1].shape == (1, 1, 512)
+
+
+def test_x_instructblip_linear_has_lavis_linear_shapes():
+    """LAVIS' linear ablation (`proj_dim: 768`): encoder width -> 32 x 768, then 768 -> 4096, no GELU."""
+    interfaces = meta_model("x-instructblip-7b-linear").model.interfaces
+    image = interfaces["image"]
+    assert (image.config.kind, image.config.linear_variant) == ("linear", "lavis")
+    assert tuple(image.expand.weight.shape) == (32 * 768, 1408) and tuple(image.adapter.weight.shape) == (
+        4096,
+        768,
+    )
+    assert tuple(interfaces["point_cloud"].expand.weight.shape) == (32 * 768, 512)
+    assert isinstance(image.activation, torch.nn.Identity)
 
 
 def test_x_llm_llm_has_chatglm_6b_size():

@@ -2,7 +2,8 @@
 
     xllm convert instructblip Salesforce/instructblip-vicuna-7b ./xllm-instructblip-7b
     xllm convert blip2 Salesforce/blip2-opt-2.7b ./xllm-blip2-opt
-    xllm convert lavis video_qformer.pth ./xllm-model-video --model ./xllm-model --modality video
+    xllm convert lavis video_qformer.pth ./xllm-model-video --model ./xllm-model
+    xllm convert lavis pc_qformer.pth ./out --model ./x13b --layer-norm lavis_13b_pc_config
 
 Converted folders carry the remote code and a model card. The conversions are in
 `xllm/modeling_xllm/convert_instructblip.py` and `convert_lavis.py`.
@@ -30,14 +31,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("output", help="Folder to write the X-LLM model, processor and card to.")
         parser.add_argument("--dtype", default="auto", help="Weights dtype (default: the checkpoint's).")
         parser.set_defaults(run=run_blip)
-    lavis = kinds.add_parser("lavis", help="A LAVIS X-InstructBLIP per-modality Q-Former checkpoint (.pth).")
-    lavis.add_argument("checkpoint", help="The .pth file (read with torch.load(weights_only=True)).")
+    lavis = kinds.add_parser(
+        "lavis",
+        help="A LAVIS X-InstructBLIP per-modality checkpoint (.pth): a Q-Former or the linear ablation.",
+    )
+    lavis.add_argument(
+        "checkpoint",
+        help="The .pth file, a LAVIS runner checkpoint or {'model': ...} (read with torch.load(weights_only=True)).",
+    )
     lavis.add_argument("output", help="Folder to write the updated X-LLM model to.")
     lavis.add_argument(
         "--model", required=True, help="Saved X-LLM model whose interface receives the weights."
     )
     lavis.add_argument(
-        "--modality", required=True, help="LAVIS modality name of the checkpoint: image, video, audio or pc."
+        "--modality",
+        default=None,
+        help="LAVIS modality of the checkpoint: image, video, audio or pc (default: the file's only one).",
+    )
+    lavis.add_argument(
+        "--layer-norm",
+        default="file",
+        choices=["file", "lavis_13b_pc_config"],
+        help="The encoder LayerNorm: the file's (default), or weight 1 / bias 0 as LAVIS' 13b config leaves pc_ln.",
     )
     lavis.add_argument("--dtype", default="auto", help="Weights dtype (default: the saved model's).")
     lavis.set_defaults(run=run_lavis)
@@ -54,6 +69,6 @@ def run_blip(args: argparse.Namespace) -> int:
 def run_lavis(args: argparse.Namespace) -> int:
     from xllm.modeling_xllm.convert_lavis import convert_lavis_folder
 
-    convert_lavis_folder(args.checkpoint, args.model, args.modality, args.output, args.dtype)
-    print(f"Loaded the {args.modality} interface of {args.checkpoint} into {args.output}")
+    convert_lavis_folder(args.checkpoint, args.model, args.modality, args.output, args.dtype, args.layer_norm)
+    print(f"Loaded the {args.modality or 'only'} interface of {args.checkpoint} into {args.output}")
     return 0

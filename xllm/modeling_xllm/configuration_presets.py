@@ -139,19 +139,43 @@ def x_llm_config() -> XLLMConfig:
     )
 
 
-def x_instructblip_config(size: str = "7b") -> XLLMConfig:
-    """X-InstructBLIP (Panagopoulou et al., 2023) with Vicuna-7b or -13b: instruction-aware Q-Formers
-    (32 queries x 768) for image and video (EVA ViT-g), audio (BEATs, 5.12 s windows) and 3D (ULIP-2
-    PointBERT over 8192 xyz + rgb points), each block preceded by its modality cue."""
+# LAVIS' Q-Former tokenizer is BERT's 30522 tokens plus `[DEC]` (blip2.py `init_tokenizer`), and every
+# X-InstructBLIP Q-Former has that many word embeddings (blip2_vicuna_xinstruct.py:2470, 359).
+LAVIS_QFORMER_VOCAB_SIZE = 30523
+
+
+def lavis_linear_config() -> XLLMInterfaceConfig:
+    """LAVIS' linear ablation (`projection_only`, `proj_dim: 768`): pooled features -> 32 x 768 -> LLM width."""
+    return XLLMInterfaceConfig(
+        kind="linear", linear_variant="lavis", num_query_tokens=32, hidden_size=768, instruction_aware=False
+    )
+
+
+def x_instructblip_config(size: str = "7b", interface: str = "qformer") -> XLLMConfig:
+    """X-InstructBLIP (Panagopoulou et al., 2023) with Vicuna-7b or -13b, in LAVIS' shapes (the released
+    per-modality files load into it, `xllm convert lavis`): instruction-aware Q-Formers (32 queries x 768,
+    vocabulary 30523) reading EVA ViT-g for image and video (1408 wide), BEATs for audio (768 wide, 5.12 s
+    windows), and ULIP-2's PointBERT over 8192 xyz points ending in its `pc_projection` for 3D: the
+    3D Q-Former reads ONE 512-wide token (`output="ulip_embedding"`). Each block is preceded by its cue.
+
+    `interface="linear"` gives every modality LAVIS' linear ablation instead (`lavis_linear_config`)."""
+    if interface not in ("qformer", "linear"):
+        raise ValueError(f"`interface` must be 'qformer' or 'linear', got {interface!r}.")
+
+    def interface_config() -> XLLMInterfaceConfig:
+        if interface == "linear":
+            return lavis_linear_config()
+        return qformer_config(instruction_aware=True, vocab_size=LAVIS_QFORMER_VOCAB_SIZE)
+
     return XLLMConfig(
         text_config=vicuna_text_config(size),
         vision_config=eva_vit_g_config(),
         audio_config=XLLMBeatsConfig(),
-        point_cloud_config=XLLMPointBertConfig(in_channels=6),
-        image_interface_config=qformer_config(instruction_aware=True),
-        video_interface_config=qformer_config(instruction_aware=True),
-        audio_interface_config=qformer_config(instruction_aware=True),
-        point_cloud_interface_config=qformer_config(instruction_aware=True),
+        point_cloud_config=XLLMPointBertConfig(in_channels=3, output="ulip_embedding", projection_size=512),
+        image_interface_config=interface_config(),
+        video_interface_config=interface_config(),
+        audio_interface_config=interface_config(),
+        point_cloud_interface_config=interface_config(),
         num_video_frames=NUM_VIDEO_FRAMES,
         modality_cues=default_modality_cues(),
         **placeholder_token_ids(VICUNA_VOCAB_SIZE),
@@ -200,6 +224,7 @@ PRESETS = {
     "x-llm": x_llm_config,
     "x-instructblip-7b": lambda: x_instructblip_config("7b"),
     "x-instructblip-13b": lambda: x_instructblip_config("13b"),
+    "x-instructblip-7b-linear": lambda: x_instructblip_config("7b", interface="linear"),
     "tiny": tiny_preset_config,
 }
 

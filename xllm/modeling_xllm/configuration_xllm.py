@@ -26,6 +26,11 @@ AutoConfig.register(XLLMBeatsConfig.model_type, XLLMBeatsConfig, exist_ok=True)
 AutoConfig.register(XLLMPointBertConfig.model_type, XLLMPointBertConfig, exist_ok=True)
 
 INTERFACE_KINDS = ("qformer", "cformer", "linear")
+# `linear` interfaces: what runs between the pooled-feature expansion and the adapter.
+#   `lavis`: nothing (LAVIS `projection_only` with `proj_dim`, blip2_vicuna_xinstruct.py:334-340, 432-437 and
+#            703-707: `{m}_projection` to queries x 768, then `{m}_llm_proj`, no activation);
+#   `gelu_between`: a GELU (this package's earlier linear interface).
+LINEAR_VARIANTS = ("lavis", "gelu_between")
 
 
 @strict
@@ -36,11 +41,15 @@ class XLLMInterfaceConfig(PreTrainedConfig):
     `kind` chooses the module: `qformer` (learned queries, cross-attention to the encoder every
     `cross_attention_frequency` layers, optionally reading the instruction), `cformer` (CIF, then a
     transformer stack; speech only) or `linear` (the X-InstructBLIP ablation: pooled encoder
-    features mapped to `num_query_tokens` embeddings). Widths follow BERT-base, as BLIP-2's Q-Former.
+    features mapped to `num_query_tokens` embeddings; `linear_variant` says whether a GELU runs between its two
+    linear maps: `lavis`, LAVIS's layout, has none; `gelu_between` has one). Widths follow BERT-base, as
+    BLIP-2's Q-Former.
 
     The interface owns the LayerNorm applied to encoder outputs and the choice of the encoder layer
     that feeds it (`encoder_feature_layer`, an index into the encoder's hidden states) and whether
-    the encoder's first (CLS) token is kept (`encoder_keep_cls`).
+    the encoder's first (CLS) token is kept (`encoder_keep_cls`). That LayerNorm's eps
+    (`encoder_layer_norm_eps`) is PyTorch's 1e-5 as LAVIS' `ln_vision`; converted transformers BLIP-2 /
+    InstructBLIP models take their vision config's `layer_norm_eps` (1e-6).
 
     Example:
 
@@ -72,6 +81,8 @@ class XLLMInterfaceConfig(PreTrainedConfig):
     output_hidden_size: int | None = None
     encoder_feature_layer: int = -1
     encoder_keep_cls: bool = True
+    encoder_layer_norm_eps: float = 1e-5
+    linear_variant: str = "gelu_between"
     cif_threshold: float = 1.0
     cif_tail_threshold: float = 0.5
     quantity_loss_weight: float = 1.0
@@ -80,6 +91,10 @@ class XLLMInterfaceConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.kind not in INTERFACE_KINDS:
             raise ValueError(f"`kind` must be one of {INTERFACE_KINDS}, got {self.kind!r}.")
+        if self.linear_variant not in LINEAR_VARIANTS:
+            raise ValueError(
+                f"`linear_variant` must be one of {LINEAR_VARIANTS}, got {self.linear_variant!r}."
+            )
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"`hidden_size` ({self.hidden_size}) must be a multiple of `num_attention_heads` "
@@ -263,8 +278,9 @@ def refuse_unknown_modality_keys(kwargs: dict) -> None:
 
 
 def encoder_hidden_size(encoder_config: PreTrainedConfig) -> int:
-    """Width of the features an encoder produces (`d_model` for Whisper-style configs)."""
-    for name in ("hidden_size", "d_model"):
+    """Width of the features an encoder produces (`d_model` for Whisper-style configs;
+    `xllm_output_size` where an encoder of this package ends in a projection, e.g. ULIP-2's PointBERT)."""
+    for name in ("xllm_output_size", "hidden_size", "d_model"):
         if getattr(encoder_config, name, None) is not None:
             return getattr(encoder_config, name)
     raise ValueError(f"Cannot find the feature width of encoder config {type(encoder_config).__name__}.")

@@ -8,10 +8,9 @@ Their vision model applies `post_layernorm` to its last hidden state before the 
 it; we read the encoder's last hidden state (`encoder_feature_layer=-1`, CLS kept) and the
 interface applies that LayerNorm itself (`encoder_layer_norm`), as LAVIS' `ln_vision` does. The
 encoder keeps its own copy of `post_layernorm` (unused by the interface) so it stays a complete
-transformers vision model. One difference remains: our LayerNorm uses PyTorch's eps (1e-5, as
-LAVIS' `ln_vision`), theirs the vision config's `layer_norm_eps` (1e-6 by default). The two agree
-to about 1e-6 relative on features of unit scale or more (real ViT features); the converter warns
-when the eps values differ.
+transformers vision model. The interface's LayerNorm takes the vision config's `layer_norm_eps`
+(`encoder_layer_norm_eps`; 1e-6 in transformers' BLIP-2 configs, where LAVIS' `ln_vision` has
+PyTorch's 1e-5), so the converted model computes the original's arithmetic.
 
 Key mapping (transformers -> ours), `i` the Q-Former layer, `P` = `model.interfaces.image.`:
 
@@ -43,7 +42,6 @@ import copy
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import (
     Blip2Config,
     Blip2ForConditionalGeneration,
@@ -54,7 +52,6 @@ from transformers import (
     PreTrainedModel,
     ProcessorMixin,
 )
-from transformers.utils import logging
 
 from .configuration_xllm import XLLMConfig, XLLMInterfaceConfig
 from .convert_pointbert import rename_keys
@@ -65,8 +62,6 @@ BLIP_CLASSES = {
     "instructblip": (InstructBlipForConditionalGeneration, InstructBlipProcessor),
     "blip2": (Blip2ForConditionalGeneration, Blip2Processor),
 }
-
-logger = logging.get_logger(__name__)
 
 INTERFACE = "model.interfaces.image."
 QFORMER_LAYER = r"^qformer\.encoder\.layer\.(\d+)\."
@@ -157,6 +152,7 @@ def xllm_config_from_blip(config: Blip2Config | InstructBlipConfig) -> XLLMConfi
         pad_token_id=qformer.pad_token_id,
         encoder_feature_layer=-1,
         encoder_keep_cls=True,
+        encoder_layer_norm_eps=config.vision_config.layer_norm_eps,
     )
     return XLLMConfig(
         text_config=config.text_config.to_dict(),
@@ -194,17 +190,7 @@ def convert_blip_model(original: PreTrainedModel) -> XLLMForConditionalGeneratio
             f"Converted weights do not fit the XLLM model: missing {sorted(unexpected_missing)}, unexpected "
             f"{sorted(loading_info['unexpected_keys'])}, mismatched {sorted(loading_info['mismatched_keys'])}."
         )
-    warn_on_layer_norm_eps(original.config.vision_config.layer_norm_eps, model.model.interfaces["image"])
     return model.eval()
-
-
-def warn_on_layer_norm_eps(vision_eps: float, interface: nn.Module) -> None:
-    interface_eps = interface.encoder_layer_norm.eps
-    if vision_eps != interface_eps:
-        logger.warning(
-            f"The vision model's post_layernorm uses eps={vision_eps}; the interface's encoder_layer_norm uses "
-            f"eps={interface_eps}. Outputs differ slightly where encoder features have a small variance."
-        )
 
 
 def convert_blip_processor(processor: ProcessorMixin, config: XLLMConfig):

@@ -54,7 +54,7 @@ class CFormerInterface(XLLMInterfacePreTrainedModel):
 
     def __init__(self, config: XLLMInterfaceConfig):
         super().__init__(config)
-        self.encoder_layer_norm = nn.LayerNorm(config.encoder_hidden_size)
+        self.encoder_layer_norm = nn.LayerNorm(config.encoder_hidden_size, eps=config.encoder_layer_norm_eps)
         self.cif = ContinuousIntegrateAndFire(
             config.encoder_hidden_size,
             threshold=config.cif_threshold,

@@ -1,8 +1,17 @@
 """The linear interface: X-InstructBLIP's ablation of the Q-Former.
 
-Encoder tokens are mean-pooled, then linear layers produce a fixed number
-of embeddings in the LLM space. It has no queries, no attention and no instruction: the paper
-reports that replacing a Q-Former with it halves image-3D DisCRn accuracy.
+Encoder tokens are normalised and mean-pooled, one linear map expands the pooled vector into
+`num_query_tokens` vectors of width `hidden_size`, and a second (the adapter) maps each into the LLM's
+width. It has no queries, no attention and no instruction: the paper reports that replacing a Q-Former
+with it halves image-3D DisCRn accuracy.
+
+`config.linear_variant` chooses what runs between the two maps:
+* `lavis`: nothing, LAVIS' layout (`projection_only` with `proj_dim: 768`,
+  `lavis/models/blip2_models/blip2_vicuna_xinstruct.py`): `{m}_projection` (encoder width ->
+  queries x 768, lines 334-340) on `ln(encoder(x)).mean(1)` (lines 621, 637), reshaped to
+  (queries, 768), then `{m}_llm_proj` (768 -> LLM width, lines 432-437, 692, 707). Released files
+  convert with `convert_lavis.py`;
+* `gelu_between`: a GELU between them (this package's earlier linear interface).
 """
 
 import torch
@@ -13,13 +22,13 @@ from .modeling_x2l import XLLMInterfacePreTrainedModel
 
 
 class LinearInterface(XLLMInterfacePreTrainedModel):
-    """Encoder features -> LayerNorm -> mean pool -> Linear to `num_query_tokens` x hidden -> adapter."""
+    """Encoder features -> LayerNorm -> mean pool -> Linear to `num_query_tokens` x hidden -> [GELU] -> adapter."""
 
     def __init__(self, config: XLLMInterfaceConfig):
         super().__init__(config)
-        self.encoder_layer_norm = nn.LayerNorm(config.encoder_hidden_size)
+        self.encoder_layer_norm = nn.LayerNorm(config.encoder_hidden_size, eps=config.encoder_layer_norm_eps)
         self.expand = nn.Linear(config.encoder_hidden_size, config.num_query_tokens * config.hidden_size)
-        self.activation = nn.GELU()
+        self.activation = nn.GELU() if config.linear_variant == "gelu_between" else nn.Identity()
         self.adapter = nn.Linear(config.hidden_size, config.output_hidden_size)
         self.post_init()
 

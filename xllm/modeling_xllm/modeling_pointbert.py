@@ -9,6 +9,9 @@ A cloud becomes tokens in four steps:
 4. a pre-norm ViT runs over [cls; group tokens]; as in ULIP-2, the position embedding (an MLP of
    the centre coordinates, a learned vector for cls) is added again before every block.
 
+With `output="ulip_embedding"` the encoder ends as ULIP-2's `encode_pc`: [final-normed cls; max over the
+group tokens] projected by `pc_projection` to one token (LAVIS X-InstructBLIP's 3D input).
+
 transformers has no point-cloud encoder, so sampling and grouping are written here; they are
 short, vectorised over the batch and deterministic (sampling starts at point 0, as the CUDA
 kernel ULIP-2 uses does).
@@ -189,6 +192,12 @@ class XLLMPointBertModel(XLLMPointBertPreTrainedModel):
         )
         self.layers = nn.ModuleList(PointBertLayer(config) for _ in range(config.num_hidden_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # ULIP's `pc_projection` (a (2 * hidden, projection) matrix there, `x @ P`; a bias-free Linear here).
+        self.projection = (
+            nn.Linear(2 * config.hidden_size, config.projection_size, bias=False)
+            if config.output == "ulip_embedding"
+            else None
+        )
         self.post_init()
 
     def _check_point_clouds(self, point_clouds: torch.Tensor) -> None:
@@ -207,7 +216,8 @@ class XLLMPointBertModel(XLLMPointBertPreTrainedModel):
     def forward(
         self, point_clouds: torch.Tensor, output_hidden_states: bool = False, **kwargs
     ) -> BaseModelOutput:
-        """Encode clouds; `last_hidden_state` holds every token, cls first."""
+        """Encode clouds; `last_hidden_state` holds every token, cls first, or (`ulip_embedding`) the one
+        projected token, which is then also the last entry of `hidden_states` (the interface's default layer)."""
         self._check_point_clouds(point_clouds)
         point_clouds = point_clouds.to(self.token_projection.weight.dtype)
         groups, centres = group_points(point_clouds, self.config.num_groups, self.config.group_size)
@@ -222,9 +232,13 @@ class XLLMPointBertModel(XLLMPointBertPreTrainedModel):
             hidden_states = layer(hidden_states + positions)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-        return BaseModelOutput(
-            last_hidden_state=self.final_norm(hidden_states), hidden_states=all_hidden_states
-        )
+        hidden_states = self.final_norm(hidden_states)
+        if self.projection is not None:
+            pooled = torch.cat([hidden_states[:, 0], hidden_states[:, 1:].max(dim=1).values], dim=-1)
+            hidden_states = self.projection(pooled).unsqueeze(1)  # (batch, 1, projection_size)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
 
 
 __all__ = ["XLLMPointBertConfig", "XLLMPointBertModel", "XLLMPointBertPreTrainedModel"]

@@ -189,7 +189,7 @@ class QFormerInterface(XLLMInterfacePreTrainedModel):
 
     def __init__(self, config: XLLMInterfaceConfig):
         super().__init__(config)
-        self.encoder_layer_norm = nn.LayerNorm(config.encoder_hidden_size)
+        self.encoder_layer_norm = nn.LayerNorm(config.encoder_hidden_size, eps=config.encoder_layer_norm_eps)
         self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.hidden_size))
         self.qformer = QFormer(config)
         self.adapter = nn.Linear(config.hidden_size, config.output_hidden_size)
