@@ -18,6 +18,7 @@ from jinja2.exceptions import TemplateError
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import BertTokenizer, BlipImageProcessor, PreTrainedTokenizerFast
 
+from xllm.modeling_xllm.configuration_presets import PRESETS, preset_config
 from xllm.processing import XLLMProcessor, XLLMVideoProcessor
 from xllm.processing.prompt_formats_xllm import (
     LavisPromptFormat,
@@ -548,6 +549,15 @@ def test_presets_choose_their_prompt_format_and_preprocessing(tokenizers):
     assert processor.modality_cues is None  # the format writes the cues
     discrn = lavis_processor(tokenizers, "discrn/audio_video_describe")
     assert discrn.video_processor.num_frames == 2
+
+
+def test_every_preset_has_a_processor_that_fits_its_point_encoder(tokenizers):
+    llm, qformer = tokenizers
+    for name in PRESETS:
+        processor = preset_processor(name, llm, qformer)
+        point_cloud_config = preset_config(name).encoder_config("point_cloud")
+        if point_cloud_config is not None:
+            assert processor.point_cloud_feature_extractor.in_channels == point_cloud_config.in_channels
 
 
 def test_prompt_format_and_preprocessing_survive_save_and_load(tokenizers, tmp_path):

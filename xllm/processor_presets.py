@@ -5,7 +5,7 @@
 
 | preset | prompt format | video frames | audio windows |
 |---|---|---|---|
-| `x-instructblip-7b` / `-13b` | `lavis`, the model type's default config | `num_video_frames`, `headtail` | exactly 2 (10.24 s) |
+| `x-instructblip-7b` / `-13b` / `-7b-linear` | `lavis`, the model type's default config | `num_video_frames`, `headtail` | exactly 2 (10.24 s) |
 | `x-llm` | `x-llm` (Chinese) | `num_video_frames`, `uniform` | (no audio interface) |
 | `tiny` | `parts` | `num_video_frames`, `uniform` | every window |
 
@@ -51,6 +51,9 @@ PRESET_INPUTS = {
     "x-llm": PresetInputs(XLLMPromptFormat()),
     "x-instructblip-7b": PresetInputs(lavis_model_default_format("vicuna7b"), "headtail", 2, "vicuna7b"),
     "x-instructblip-13b": PresetInputs(lavis_model_default_format("vicuna13b"), "headtail", 2, "vicuna13b"),
+    "x-instructblip-7b-linear": PresetInputs(
+        lavis_model_default_format("vicuna7b"), "headtail", 2, "vicuna7b"
+    ),
     "tiny": PresetInputs(None),
 }
 
