@@ -934,6 +934,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             config.quantization_config = llm_only_quantization(
                 language_model.config.quantization_config
             ).to_dict()
+            vars(config.text_config).pop("quantization_config", None)  # said once, by the composite config
         state_dict = {
             f"model.language_model.{k}": v for k, v in language_model.base_model.state_dict().items()
         }

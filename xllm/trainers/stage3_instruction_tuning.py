@@ -15,12 +15,26 @@ from .stage2_alignment import AlignmentTrainer
 
 class InstructionTuningTrainer(AlignmentTrainer):
     """Stage 3: all interfaces on mixed instruction data, loss on assistant turns (the collator's
-    labels); optionally LoRA adapters on the LLM (`lora_config`, a `peft.LoraConfig`)."""
+    labels); optionally LoRA adapters on the LLM (`lora_config`, a `peft.LoraConfig`).
+
+    With a quantized LLM (`from_pretrained(..., quantization_config=BitsAndBytesConfig(...))`) this is QLoRA:
+    peft's `prepare_model_for_kbit_training` readies the model first (fp32 for the non-quantized weights,
+    gradients into the LLM's inputs, activation checkpointing when `args.gradient_checkpointing`)."""
 
     def __init__(self, model: nn.Module, args: TrainingArguments | None = None, lora_config=None, **kwargs):
+        if getattr(model, "is_quantized", False) and lora_config is None:
+            raise ValueError(
+                "A quantized LLM trains only through adapters: pass `lora_config` (QLoRA), got None."
+            )
         if lora_config is not None:
-            from peft import get_peft_model
+            from peft import get_peft_model, prepare_model_for_kbit_training
 
+            if getattr(model, "is_quantized", False):
+                model = prepare_model_for_kbit_training(
+                    model,
+                    use_gradient_checkpointing=bool(args and args.gradient_checkpointing),
+                    gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs if args else None,
+                )
             model = get_peft_model(model, lora_config)
         super().__init__(model, args, **kwargs)
 
