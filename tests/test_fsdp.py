@@ -133,3 +133,20 @@ def test_fsdp_on_two_cpu_processes_resumes_with_the_losses_of_an_uninterrupted_r
         checkpoint.glob("pytorch_model_fsdp*")
     )
     shutil.rmtree(tmp_path / "run")
+
+
+def test_shipped_fsdp_configs_name_only_layer_classes_their_models_have():
+    from xllm.modeling_xllm.configuration_presets import PRESETS
+
+    for config_name, preset in (
+        ("fsdp_x_instructblip_7b", "x-instructblip-7b"),
+        ("fsdp_x_instructblip_13b", "x-instructblip-13b"),
+        ("fsdp_x_llm", "x-llm"),
+    ):
+        values = yaml.safe_load((ROOT / "configs" / "accelerate" / f"{config_name}.yaml").read_text())
+        assert values["distributed_type"] == "FSDP" and values["fsdp_config"]["fsdp_version"] == 2
+        with torch.device("meta"):
+            model = XLLMForConditionalGeneration(PRESETS[preset]())
+        present = {type(module).__name__ for module in model.modules()}
+        wrapped = values["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"].split(",")
+        assert set(model._no_split_modules) <= set(wrapped) <= present, config_name

@@ -37,15 +37,22 @@ class InstructionTuningTrainer(AlignmentTrainer):
                 )
             model = get_peft_model(model, lora_config)
         super().__init__(model, args, **kwargs)
+        if lora_config is not None and self.is_fsdp_enabled:
+            raise ValueError(
+                "Stage 3 with LoRA runs without FSDP for now: its export merges the adapters into an unsharded copy "
+                "of the model, which a sharded one cannot give. Launch it with DDP (`torchrun`, `accelerate launch` "
+                "without an FSDP config), or with `lora_rank: 0` under FSDP."
+            )
 
-    def export_model(self, model: nn.Module, output_dir: str) -> nn.Module:
+    def export_model(self, model: nn.Module, output_dir: str, state_dict: dict | None = None) -> nn.Module:
         """With LoRA: the adapters alone under `output_dir/lora_adapter`, then the merged full model,
         which is returned. The merge happens on a copy (it costs the model's memory once more), so the
-        trainer goes on training its own model with its adapters, also after a `save_model()` mid-run."""
+        trainer goes on training its own model with its adapters, also after a `save_model()` mid-run.
+        `state_dict`: the weights gathered from FSDP shards (without LoRA, see `__init__`)."""
         if hasattr(model, "merge_and_unload"):
             model.save_pretrained(os.path.join(output_dir, "lora_adapter"))
             model = copy.deepcopy(model).merge_and_unload()
-        return super().export_model(model, output_dir)
+        return super().export_model(model, output_dir, state_dict=state_dict)
 
 
 def default_lora_config(rank: int = 8, alpha: int = 16, dropout: float = 0.05):
