@@ -41,7 +41,7 @@ def fsdp_on_cpu(self, *args, fsdp_plugin=None, **kwargs):
 
 AcceleratorState.__init__ = fsdp_on_cpu
 
-config, report_dir = sys.argv[1], sys.argv[2]
+config, stage3_config, report_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 first = run_training(config, resume_from_checkpoint="auto")
 model = first.model
 sharded = {
@@ -67,6 +67,8 @@ report = {
     "resumed": [e["loss"] for e in new_entries if "loss" in e],
     "resumed_steps": [e["step"] for e in new_entries if "loss" in e],
 }
+stage3 = run_training(stage3_config)  # LoRA on the LLM, from the stage-2 export
+report["stage3_lora_trained"] = any("lora_" in n for n, p in stage3.model.named_parameters() if p.requires_grad)
 with open(os.path.join(report_dir, f"rank{first.args.process_index}.json"), "w") as file:
     json.dump(report, file)
 """
@@ -85,12 +87,17 @@ def test_fsdp_on_two_cpu_processes_resumes_with_the_losses_of_an_uninterrupted_r
     )
     config = tmp_path / "stage2.yaml"
     config.write_text(yaml.safe_dump(values))
+    stage3 = dict(values, stage=3, tiny_model=False, model_name_or_path=str(tmp_path / "run"), lora_rank=4,
+                  output_dir=str(tmp_path / "stage3"), max_steps=2, save_strategy="no")  # fmt: skip
+    stage3.pop("modalities")
+    stage3_config = tmp_path / "stage3.yaml"
+    stage3_config.write_text(yaml.safe_dump(stage3))
     script = tmp_path / "fsdp_training.py"
     script.write_text(FSDP_SCRIPT)
     accelerate = Path(sys.executable).parent / "accelerate"
     result = subprocess.run(
         [str(accelerate), "launch", "--config_file", str(ACCELERATE_CONFIG), "--main_process_port", "0"]
-        + [str(script), str(config), str(tmp_path)],
+        + [str(script), str(config), str(stage3_config), str(tmp_path)],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
@@ -132,6 +139,15 @@ def test_fsdp_on_two_cpu_processes_resumes_with_the_losses_of_an_uninterrupted_r
     assert (checkpoint / TRAINABLE_WEIGHTS_NAME).is_file() and not list(
         checkpoint.glob("pytorch_model_fsdp*")
     )
+
+    # Stage 3 with LoRA under FSDP: the adapters are saved, and merged into the exported LLM.
+    assert all(report["stage3_lora_trained"] for report in reports)
+    assert (tmp_path / "stage3" / "lora_adapter" / "adapter_config.json").is_file()
+    merged = XLLMForConditionalGeneration.from_pretrained(tmp_path / "stage3")
+    query = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged.state_dict()[query], exported.state_dict()[query])
+    mlp = "model.language_model.layers.0.mlp.up_proj.weight"  # no LoRA there
+    assert torch.equal(merged.state_dict()[mlp], exported.state_dict()[mlp])
     shutil.rmtree(tmp_path / "run")
 
 
