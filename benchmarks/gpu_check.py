@@ -5,7 +5,7 @@ tokens), the instruction-aware Q-Former (12 x 768, 32 queries, ~188M parameters)
 Llama, in bf16 with sdpa attention on one GPU (`--smoke`: tiny sizes, fp32, on the CPU). Rows:
 
 * stage 2, live encoder: forward, backward and AdamW on the image Q-Former, encoder and LLM frozen; step
-  time, tokens/s (LLM tokens of the batch per second), peak GPU memory, and MFU: the step's FLOPs (2 per
+  time, tokens/s (LLM tokens of the batch per second), peak GPU memory (weights included), and MFU: the step's FLOPs (2 per
   weight and token for the frozen encoder's forward, 4 for the frozen LLM, whose backward computes input
   gradients only, 6 for the trained Q-Former; attention's own FLOPs left out) over the GPU's dense bf16
   peak, looked up from the device name;
