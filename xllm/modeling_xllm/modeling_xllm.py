@@ -10,6 +10,7 @@ The forward pass is one straight path:
     -> the LLM.
 """
 
+import copy
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -230,6 +231,34 @@ class XLLMCausalLMOutputWithPast(ModelOutput):
     quantity_loss: torch.Tensor | None = None
 
 
+# What a quantization config must leave in full precision: everything but the LLM's own layers. Module names
+# are matched from the start (`model.encoders` in `XLLMForConditionalGeneration`, `encoders` in `XLLMModel`).
+UNQUANTIZED_MODULES = ("encoders", "interfaces", "model.encoders", "model.interfaces", "lm_head")
+
+
+def llm_only_quantization(quantization_config):
+    """A copy of `quantization_config` (a transformers quantization config or its dict) that quantizes the LLM
+    only: `UNQUANTIZED_MODULES` join its skip modules (`llm_int8_skip_modules` for bitsandbytes,
+    `modules_to_not_convert` for other quantizers), so encoders, interfaces, queries and LayerNorms stay in
+    full precision. (Given skip modules, transformers adds no default ones, such as the LM head.)"""
+    from transformers.quantizers.auto import AutoQuantizationConfig
+
+    if isinstance(quantization_config, dict):
+        quantization_config = AutoQuantizationConfig.from_dict(quantization_config)
+    quantization_config = copy.deepcopy(quantization_config)
+    for field_name in ("llm_int8_skip_modules", "modules_to_not_convert"):
+        if hasattr(quantization_config, field_name):
+            given = list(getattr(quantization_config, field_name) or ())
+            setattr(
+                quantization_config, field_name, [*given, *(m for m in UNQUANTIZED_MODULES if m not in given)]
+            )
+            return quantization_config
+    raise ValueError(
+        "`quantization_config` must name the modules it leaves unquantized (`llm_int8_skip_modules` or "
+        f"`modules_to_not_convert`), so that only the LLM is quantized; {type(quantization_config).__name__} has neither."
+    )
+
+
 class XLLMPreTrainedModel(PreTrainedModel):
     config: XLLMConfig
     base_model_prefix = "model"
@@ -257,11 +286,16 @@ class XLLMPreTrainedModel(PreTrainedModel):
         `without_encoders` (names of `config.encoders`, e.g. `("vision",)`) builds the model without those
         encoders and does not load their weights: for training from cached encoder features. Such a model
         takes those modalities' `encoder_features` only; `save_pretrained` writes the left-out encoders'
-        weights back from the folder they were not loaded from, so its folders stay complete."""
+        weights back from the folder they were not loaded from, so its folders stay complete.
+
+        `quantization_config` (e.g. `BitsAndBytesConfig(load_in_4bit=True)`) quantizes the LLM only: the
+        encoders, interfaces and LM head join its skip modules (`llm_only_quantization`)."""
         # Imported here: files that travel with checkpoints import only torch and transformers at the top.
         from safetensors import SafetensorError
 
         kwargs.setdefault("use_safetensors", True)
+        if kwargs.get("quantization_config") is not None:
+            kwargs["quantization_config"] = llm_only_quantization(kwargs["quantization_config"])
         left_out = ENCODERS_LEFT_OUT.set(frozenset(kwargs.pop("without_encoders", ())))
         try:
             loaded = super().from_pretrained(*args, **kwargs)
@@ -844,6 +878,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         dtype: torch.dtype | str | None = None,
         device_map: str | dict | None = None,
         trust_remote_code: bool = False,
+        quantization_config=None,
         **config_kwargs,
     ) -> "XLLMForConditionalGeneration":
         """Compose a model from separately pretrained parts, the way real users start.
@@ -858,11 +893,20 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         dtype / device_map: as in `from_pretrained` (`device_map="auto"` splits across devices);
             learned queries and LayerNorms of the interfaces stay in fp32 under half precision.
         trust_remote_code: opt-in for an LLM that needs its own code; never enabled implicitly.
+        quantization_config: quantizes the LLM only (e.g. `BitsAndBytesConfig(load_in_4bit=True,
+            bnb_4bit_quant_type="nf4")`, QLoRA's frozen LLM). transformers' own quantized loading reads the LLM,
+            so its unquantized weights are never all in memory at once; the composed model then takes the
+            quantized weights as a pre-quantized checkpoint (`llm_only_quantization` keeps the rest unquantized).
         """
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(
             text_model, trust_remote_code=trust_remote_code
         )
-        language_model = AutoModelForCausalLM.from_pretrained(text_model, trust_remote_code=trust_remote_code)
+        quantized = {}
+        if quantization_config is not None:
+            quantized = dict(quantization_config=quantization_config, dtype=dtype, device_map=device_map)
+        language_model = AutoModelForCausalLM.from_pretrained(
+            text_model, trust_remote_code=trust_remote_code, **quantized
+        )
         if trust_remote_code:
             # `XLLMModel` builds its LLM with `AutoModel.from_config`, which asks for the consent again; map
             # the trusted config class to the backbone class just loaded, as transformers does for its own Auto class.
@@ -886,6 +930,11 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             },
             **config_kwargs,
         )
+        if quantization_config is not None:  # the LLM's weights below are already quantized
+            config.quantization_config = llm_only_quantization(
+                language_model.config.quantization_config
+            ).to_dict()
+            vars(config.text_config).pop("quantization_config", None)  # said once, by the composite config
         state_dict = {
             f"model.language_model.{k}": v for k, v in language_model.base_model.state_dict().items()
         }
@@ -897,9 +946,15 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             state_dict.update(
                 {f"model.interfaces.{modality}.{k}": v for k, v in interface.state_dict().items()}
             )
-        return cls.from_pretrained(
+        model = cls.from_pretrained(
             None, config=config, state_dict=state_dict, dtype=dtype, device_map=device_map
         )
+        if quantization_config is not None:
+            # The state dict above is in the model's own names and quantized layout: there is nothing to convert
+            # back when saving. (transformers 5.23 keeps the quantizer's loading conversion, which has no reverse,
+            # and `save_pretrained` of a model loaded from pre-quantized weights would raise NotImplementedError.)
+            model._weight_conversions = []
+        return model
 
     def _supports_mm_encoder_outputs(self) -> bool:
         # `generate` would otherwise pre-encode media with one instruction per *sample*; `forward`

@@ -6,7 +6,12 @@
   into place once every process has written its part; `last_complete_checkpoint` skips anything a crash
   left behind, where `transformers.trainer_utils.get_last_checkpoint` would take the highest number.
 
-`CrashSafeCheckpoints` is the `Trainer` mixin; it overrides four private `Trainer` methods, each because
+Under FSDP (`accelerate launch --config_file configs/accelerate/fsdp_*.yaml`) parameters are sharded
+DTensors: the trainable ones are gathered into the same single-file format (loadable on one process) and
+scattered back on resume, and the optimizer state is written as one full, name-keyed file, where Trainer
+would write a sharded copy of the *whole* model (frozen LLM included) beside its sharded optimizer.
+
+`CrashSafeCheckpoints` is the `Trainer` mixin; it overrides six private `Trainer` methods, each because
 no public hook covers it (a comment at each says which).
 """
 
@@ -18,6 +23,8 @@ import shutil
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.distributed.tensor import DTensor
+from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 TRAINABLE_WEIGHTS_NAME = "trainable_model.safetensors"
@@ -26,31 +33,60 @@ STAGING_FOLDER = ".incomplete-checkpoints"  # not matched by `checkpoint-*`: Tra
 CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
-def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+def gathered(tensors, keep: bool = True) -> dict[str, torch.Tensor]:
+    """(name, tensor) pairs whole and on the CPU: FSDP-sharded ones (DTensors) are gathered one at a time, so a
+    process holds one whole tensor at a time on its device. Every process must call this when any tensor is
+    sharded; those without `keep` drop the result (an empty dict)."""
+    state_dict = {}
+    for name, tensor in tensors:
+        whole = tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+        if keep:
+            state_dict[name] = whole.detach().cpu().contiguous()
+    return state_dict
 
 
-def save_trainable_weights(model: nn.Module, output_dir: str) -> None:
-    """Write the parameters that train (interfaces, LoRA adapters, heads) and nothing else."""
-    os.makedirs(output_dir, exist_ok=True)
-    save_file(trainable_state_dict(model), os.path.join(output_dir, TRAINABLE_WEIGHTS_NAME))
+def trainable_state_dict(model: nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
+    """The trainable parameters, whole and on the CPU (see `gathered`)."""
+    return gathered(((name, p) for name, p in model.named_parameters() if p.requires_grad), keep)
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether FSDP2 (`fully_shard`) sharded the model's parameters into DTensors."""
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def save_trainable_weights(model: nn.Module, output_dir: str, write: bool = True) -> None:
+    """Write the parameters that train (interfaces, LoRA adapters, heads) and nothing else. Under FSDP every
+    process calls this (the shards are gathered) and only the one with `write` writes the file."""
+    weights = trainable_state_dict(model, keep=write)
+    if write:
+        os.makedirs(output_dir, exist_ok=True)
+        save_file(weights, os.path.join(output_dir, TRAINABLE_WEIGHTS_NAME))
 
 
 def load_trainable_weights(model: nn.Module, checkpoint_dir: str) -> None:
-    """Load a `save_trainable_weights` file; every trainable parameter must be in it."""
+    """Load a `save_trainable_weights` file; every trainable parameter must be in it. Into an FSDP-sharded
+    model every process loads the whole file and keeps its own shards."""
     path = os.path.join(checkpoint_dir, TRAINABLE_WEIGHTS_NAME)
     if not os.path.isfile(path):
         raise ValueError(
             f"`resume_from_checkpoint` must hold {TRAINABLE_WEIGHTS_NAME}; {path} does not exist."
         )
     weights = load_file(path)
-    missing = sorted(set(trainable_state_dict(model)) - set(weights))
-    result = model.load_state_dict(weights, strict=False)
-    if result.unexpected_keys or missing:
+    parameters = dict(model.named_parameters())
+    trainable = {name for name, p in parameters.items() if p.requires_grad}
+    missing, unexpected = sorted(trainable - set(weights)), sorted(set(weights) - set(parameters))
+    if unexpected or missing:
         raise ValueError(
             f"Checkpoint {checkpoint_dir} does not match the model's trainable parameters: "
-            f"unexpected {result.unexpected_keys[:5]}, missing {missing[:5]}."
+            f"unexpected {unexpected[:5]}, missing {missing[:5]}."
         )
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
+    else:
+        model.load_state_dict(weights, strict=False)
 
 
 def is_complete_checkpoint(folder: str) -> bool:
@@ -126,6 +162,38 @@ class CrashSafeCheckpoints:
     def _load_best_model(self) -> None:
         self._load_from_checkpoint(self.state.best_model_checkpoint)
 
+    # Under FSDP, Trainer saves a sharded copy of the whole model here (with the frozen parts) besides the
+    # sharded optimizer; ours writes the optimizer state alone, gathered into one file keyed by parameter name.
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not self.is_fsdp_enabled:
+            return super()._save_optimizer_and_scheduler(output_dir)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        optimizer_state = get_optimizer_state_dict(
+            self.model, self.optimizer, options=options
+        )  # every process
+        if self.args.should_save:
+            torch.save(optimizer_state, os.path.join(output_dir, OPTIMIZER_NAME))
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
+
+    # The counterpart of `_save_optimizer_and_scheduler`: every process reads the full optimizer state and keeps
+    # its shards.
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if not self.is_fsdp_enabled or checkpoint is None:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        optimizer_state = torch.load(
+            os.path.join(checkpoint, OPTIMIZER_NAME), map_location="cpu", weights_only=True
+        )
+        set_optimizer_state_dict(
+            self.model, self.optimizer, optimizer_state, options=StateDictOptions(full_state_dict=True)
+        )
+        self.lr_scheduler.load_state_dict(
+            torch.load(os.path.join(checkpoint, SCHEDULER_NAME), weights_only=True)
+        )
+
     # `Trainer._save_checkpoint` asks this for the folder it writes into; while a checkpoint is being
     # saved it is the staging folder.
     def _get_output_dir(self, trial) -> str:
@@ -163,7 +231,9 @@ class CrashSafeCheckpoints:
 
 __all__ = [
     "CrashSafeCheckpoints",
+    "gathered",
     "is_complete_checkpoint",
+    "is_sharded",
     "last_complete_checkpoint",
     "load_trainable_weights",
     "save_trainable_weights",

@@ -415,9 +415,14 @@ class InterfacePretrainingTrainer(StageTrainingMixin, Trainer):
         loss = outputs.loss / steps
         return (loss, outputs) if return_outputs else loss
 
-    def export_model(self, model: nn.Module, output_dir: str) -> nn.Module:
-        """The interface alone (`save_pretrained`), for `load_interface_checkpoint`; returns it."""
-        model.interface.save_pretrained(output_dir)
+    def export_model(self, model: nn.Module, output_dir: str, state_dict: dict | None = None) -> nn.Module:
+        """The interface alone (`save_pretrained`), for `load_interface_checkpoint`; returns it.
+        `state_dict`: the wrapper's weights gathered from FSDP shards."""
+        if state_dict is not None:
+            state_dict = {
+                k.removeprefix("interface."): v for k, v in state_dict.items() if k.startswith("interface.")
+            }
+        model.interface.save_pretrained(output_dir, state_dict=state_dict)
         return model.interface
 
 

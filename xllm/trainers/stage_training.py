@@ -15,7 +15,13 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from .checkpointing import CrashSafeCheckpoints, last_complete_checkpoint, save_trainable_weights
+from .checkpointing import (
+    CrashSafeCheckpoints,
+    gathered,
+    is_sharded,
+    last_complete_checkpoint,
+    save_trainable_weights,
+)
 
 
 def unwrap_peft(model: nn.Module) -> nn.Module:
@@ -107,20 +113,22 @@ class StageTrainingMixin(CrashSafeCheckpoints):
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Checkpoints (`_internal_call`) hold the trainable parameters only; a user's call writes the
-        full model with `export_model`."""
+        full model with `export_model`. Under FSDP every process calls this: the shards are gathered first."""
         output_dir = output_dir or self.args.output_dir
-        if not self.args.should_save:
-            return
         model = self.accelerator.unwrap_model(self.model)
         if _internal_call:
-            save_trainable_weights(model, output_dir)
-        else:
+            save_trainable_weights(model, output_dir, write=self.args.should_save)
+        elif is_sharded(model):
+            state_dict = gathered(model.state_dict().items(), keep=self.args.should_save)
+            if self.args.should_save:
+                self.export_model(model, output_dir, state_dict=state_dict)
+        elif self.args.should_save:
             self.export_model(model, output_dir)
 
-    def export_model(self, model: nn.Module, output_dir: str) -> nn.Module:
+    def export_model(self, model: nn.Module, output_dir: str, state_dict: dict | None = None) -> nn.Module:
         """A full `save_pretrained` folder (model and processor) that `from_pretrained` loads; returns the
-        model it saved."""
-        model.save_pretrained(output_dir)
+        model it saved. `state_dict`: the model's weights gathered from FSDP shards."""
+        model.save_pretrained(output_dir, state_dict=state_dict)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         return model
