@@ -1,7 +1,8 @@
 """Stage 3, multimodal instruction tuning: every interface on mixed instruction data.
 
 The loss is on the assistant turns only (the collator's labels); optionally LoRA adapters on the LLM,
-never on encoders or interfaces.
+never on encoders or interfaces. `interface_parts="queries_and_adapters"` trains only what X-LLM's
+released stage 3 trains (`stage2_alignment.py`).
 """
 
 import copy
@@ -15,7 +16,8 @@ from .stage2_alignment import AlignmentTrainer
 
 class InstructionTuningTrainer(AlignmentTrainer):
     """Stage 3: all interfaces on mixed instruction data, loss on assistant turns (the collator's
-    labels); optionally LoRA adapters on the LLM (`lora_config`, a `peft.LoraConfig`)."""
+    labels); optionally LoRA adapters on the LLM (`lora_config`, a `peft.LoraConfig`); whole interfaces
+    or their queries and adapters only (`interface_parts`)."""
 
     def __init__(self, model: nn.Module, args: TrainingArguments | None = None, lora_config=None, **kwargs):
         if lora_config is not None:
