@@ -3,6 +3,7 @@
 import pytest
 import torch
 from conftest import random_image
+from media_files import tone
 
 from xllm.evaluation.generation import model_inputs
 from xllm.evaluation.likelihood import candidate_tokens, ranked_choice, score_candidates
@@ -39,7 +40,8 @@ def one_by_one(model, processor, prompt: ChatPrompt, candidate: str) -> float:
     with torch.no_grad():
         logits = model(**inputs).logits[0].float()  # (tokens, vocab)
     log_probs = torch.log_softmax(logits, -1)
-    start = full.shape[1] - ids.shape[1]
+    # Counted from the end: speech makes the model's sequence longer than `input_ids`.
+    start = len(log_probs) - ids.shape[1]
     return sum(log_probs[start - 1 + t, ids[0, t]].item() for t in range(ids.shape[1]))
 
 
@@ -55,6 +57,29 @@ def test_batched_candidate_scores_equal_scoring_each_candidate_alone(
         [[one_by_one(tiny_model, tiny_processor, item, c) for c in CANDIDATES] for item in items]
     )
     assert scores.shape == (3, 3) and scores.dtype == torch.float32
+    torch.testing.assert_close(scores, expected, rtol=0, atol=1e-5)
+
+
+def test_speech_prompts_of_different_lengths_score_as_alone(tiny_model, tiny_processor):
+    # CIF decides the speech token count inside the model, so the batch is re-padded there.
+    items = [
+        ChatPrompt(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "speech", "speech": tone(seconds, 300.0)},
+                        {"type": "text", "text": "what is said?"},
+                    ],
+                }
+            ]
+        )  # fmt: skip
+        for seconds in (0.4, 1.3)
+    ]
+    scores = score_candidates(tiny_model, tiny_processor, items, CANDIDATES, batch_size=2, progress=False)
+    expected = torch.tensor(
+        [[one_by_one(tiny_model, tiny_processor, item, c) for c in CANDIDATES] for item in items]
+    )
     torch.testing.assert_close(scores, expected, rtol=0, atol=1e-5)
 
 
