@@ -192,3 +192,20 @@ def test_classify_by_is_refused_for_other_tasks(tmp_path):
     )
     with pytest.raises(ValueError, match="--task classification only"):
         args.run(args)
+
+
+def test_a_ranking_lavis_config_makes_classification_rank_by_likelihood(tmp_path):
+    from xllm.commands.evaluate import chosen_task
+    from xllm.evaluation.tasks import LIKELIHOOD_CLASSIFICATION
+
+    def task_for(*flags):
+        args = build_parser().parse_args(
+            ["evaluate", "--task", "classification", "--model", str(tmp_path), "--data", "x.jsonl", *flags]
+        )
+        return chosen_task(args, lavis_decoding(args.decoding) if args.decoding else None)
+
+    # vicuna7b/pc/modelnet40_classification.yaml: predict_with_gen False, so LAVIS ranks (xinstruct.py:1631).
+    assert task_for("--decoding", "vicuna7b/pc/modelnet40_classification") is LIKELIHOOD_CLASSIFICATION
+    assert task_for("--decoding", "vicuna7b/audio/esc50_classification_completion") is TASKS["classification"]
+    assert task_for() is TASKS["classification"]
+    assert task_for("--classify-by", "likelihood") is LIKELIHOOD_CLASSIFICATION
