@@ -11,11 +11,13 @@ from test_augmentation import save_tiny_text_model
 from transformers import BertConfig, BertModel
 
 from xllm.cli import build_parser
-from xllm.evaluation.discrn import DiscrnProtocol, discrn_task, media_prompt
+from xllm.evaluation import load_metric
+from xllm.evaluation.discrn import PUBLISHED_PREFIX, DiscrnProtocol, discrn_task, lavis_question, media_prompt
 from xllm.evaluation.discrn_builder import balance_labels, build_discrn_examples, most_similar, parse_triple
 from xllm.evaluation.prompts import TextPrompt
 from xllm.evaluation.runner import evaluate_examples
-from xllm.testing import tiny_qformer_tokenizer
+from xllm.evaluation.tasks import DISCRN_GENERATION
+from xllm.testing import tiny_processor, tiny_qformer_tokenizer
 from xllm.world.videos import encode_video
 
 
@@ -52,26 +54,104 @@ class ScriptedGenerator:
         return self.batches.pop(0)
 
 
-def test_prompt_cues_each_input_in_question_order_after_the_position_instruction():
-    prompt = media_prompt(ROW, DiscrnProtocol(prefix="Answer first or second."))
-    assert (
-        prompt.text == "Answer first or second. video: <video> image: <image> question: which moves ? answer:"
+def test_prompt_is_prefix_placeholders_and_question_the_processor_adds_the_cues():
+    prompt = media_prompt(ROW, DiscrnProtocol())
+    # audio_video_describe.yaml:74 (prefix, typo and trailing space as published) and :55 (prompt).
+    assert prompt.text == (
+        "You are given two inputs. Select exactly one of the two by referece to its relative position (first or "
+        "second, left or right) that best answers the question. <video> <image> question: which moves ? answer:"
     )
+    assert prompt.text.startswith(PUBLISHED_PREFIX) and PUBLISHED_PREFIX.endswith("question. ")
     assert prompt.media == {"videos": ["clip"], "images": ["a.png"]}
-    assert prompt.instruction == "a short description"
+    assert prompt.instruction == "a short description"  # audio_video_describe.yaml:73
+
+
+def test_each_cue_is_written_once_before_its_block_by_a_processor_with_cues():
+    cues = {"image": "image: ", "video": "video: "}
+    processor = tiny_processor(modality_cues=cues)
+    prompt = media_prompt(discrn_example("video"), DiscrnProtocol(prefix="P. "))
+    ids = processor(
+        text=[prompt.text], instructions=[prompt.instruction], images=[random_image(1)],
+        videos=[random_video(4)], return_tensors="pt",
+    )["input_ids"][0].tolist()  # fmt: skip
+    for modality, cue in cues.items():
+        cue_ids = processor.tokenizer(cue, add_special_tokens=False)["input_ids"]
+        block_start = ids.index(processor.tokenizer.convert_tokens_to_ids(f"<{modality}>"))
+        assert ids[block_start - len(cue_ids) : block_start] == cue_ids
+        assert ids[block_start - 2 * len(cue_ids) : block_start - len(cue_ids)] != cue_ids
+
+
+@pytest.mark.parametrize(
+    "question, rewritten",
+    [
+        # discriminatory_reasoning_datasets.py:128, then BlipCaptionProcessor.pre_caption (blip_processors.py:49-68)
+        ("which entity is louder", "which of the two options is louder?"),
+        (
+            "In which image is the object (a car) bigger?",
+            "in which of the two options is the object a car bigger?",
+        ),
+        ("which audio has a dog... barking?", "which of the two options has a dog barking?"),
+        ("Which entity is louder?", "which entity is louder?"),  # case-sensitive, before lower-casing
+        ("Is the image brighter, or the audio", "is the object brighter, or the object?"),
+    ],
+)
+def test_questions_are_rewritten_as_lavis_does(question, rewritten):
+    assert lavis_question(question) == rewritten
+    row = discrn_example("video", question=question)
+    assert media_prompt(row, DiscrnProtocol()).text.endswith(f"question: {rewritten} answer:")
+    assert media_prompt(row, DiscrnProtocol(rewrite_question=False)).text.endswith(
+        f"question: {question} answer:"
+    )
+
+
+def test_published_pairs_are_presented_in_their_fixed_order_with_the_label_flipped():
+    row = {
+        "audio": "a.wav", "videos": "clip", "label": "first",
+        "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "q"}]}],
+    }  # fmt: skip
+    prompt = media_prompt(row, DiscrnProtocol(prefix=""))
+    assert prompt.text == "<audio> <video> question: q? answer:"  # audio_video_describe.yaml:63
+    task = discrn_task()
+    assert task.references(row) == "second"
+    assert task.score([row], ["the second"])["accuracy"] == 1.0
+    unordered = DiscrnProtocol(prefix="", modality_order=())
+    assert media_prompt(row, unordered).text == "<video> <audio> question: q? answer:"
 
 
 def test_discrn_scores_answers_by_position_or_modality_with_published_decoding():
     rows = [ROW, dict(ROW, label="second")]
     generator = ScriptedGenerator(["the video", "first"])
     result = evaluate_examples(discrn_task(), rows, generator)
-    assert generator.calls[0][1] == {"num_beams": 5, "max_new_tokens": 10}
-    assert result.metrics == {"accuracy": 0.5, "invalid_rate": 0.0}
+    # discrn/audio_video_describe.yaml:150-153; length and repetition penalties from the model code.
+    assert generator.calls[0][1] == {
+        "num_beams": 5, "max_new_tokens": 10, "min_new_tokens": 1, "length_penalty": -1.0,
+        "repetition_penalty": 1.5, "do_sample": False,
+    }  # fmt: skip
+    assert result.metrics == {"accuracy": 0.5, "invalid_rate": 0.0, "lavis_accuracy": 0.5}
+
+
+@pytest.mark.parametrize(
+    "answer, label, modalities, strict, lavis",
+    [
+        ("The first one.", "first", ["image", "point_cloud"], 1.0, 1.0),
+        ("the 3d model", "second", ["image", "point_cloud"], 0.0, 1.0),  # LAVIS: "3d" is a word of it
+        ("first, not second", "first", ["audio", "video"], 0.0, 1.0),  # LAVIS takes the first accepted word
+        ("a", "first", ["audio", "video"], 1.0, 0.0),  # the VQA normalisation drops "a" as an article
+        ("(a)", "first", ["audio", "video"], 1.0, 0.0),  # "(a)" normalises to "a", then to nothing
+        ("(b)", "second", ["audio", "video"], 1.0, 1.0),  # "(b)" normalises to "b", accepted
+        ("sound", "first", ["audio", "video"], 1.0, 1.0),
+    ],
+)
+def test_lavis_scoring_is_reported_beside_the_strict_one(answer, label, modalities, strict, lavis):
+    scores = load_metric("discrn_accuracy").compute(
+        predictions=[answer], references=[label], modalities=[modalities], lavis_scoring=True
+    )
+    assert (scores["accuracy"], scores["lavis_accuracy"]) == (strict, lavis)
 
 
 def test_caption_baseline_answers_from_the_models_own_captions_without_media():
     generator = ScriptedGenerator(["a red ball rolls", "a red square"], ["first"])
-    protocol = DiscrnProtocol(prefix="P.", caption_generation={"max_new_tokens": 4})
+    protocol = DiscrnProtocol(prefix="P. ", caption_generation={"max_new_tokens": 4})
     result = evaluate_examples(discrn_task(caption_baseline=True, protocol=protocol), [ROW], generator)
     (caption_prompts, caption_settings), (answer_prompts, answer_settings) = generator.calls
     assert [prompt.conversation[0]["content"][0] for prompt in caption_prompts] == [
@@ -79,14 +159,15 @@ def test_caption_baseline_answers_from_the_models_own_captions_without_media():
         {"type": "image", "image": "a.png"},
     ]
     assert caption_settings == {"max_new_tokens": 4}
+    # blip2_vicuna_xinstruct.py:1160: prefix, " video: " caption, " image: " caption, " " prompt.
     assert answer_prompts == [
         TextPrompt(
-            "P. video: a red ball rolls image: a red square question: which moves ? answer:",
+            "P.  video: a red ball rolls image: a red square question: which moves ? answer:",
             {},
             "a short description",
         )
     ]
-    assert answer_settings == {"num_beams": 5, "max_new_tokens": 10}
+    assert answer_settings == DISCRN_GENERATION
     assert result.metrics["accuracy"] == 1.0
 
 
@@ -109,7 +190,7 @@ def test_evaluate_discrn_runs_on_a_tiny_model(saved_tiny_dir, tmp_path, baseline
     )  # fmt: skip
     assert args.run(args) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["items"] == 2 and set(report["metrics"]) == {"accuracy", "invalid_rate"}
+    assert report["items"] == 2 and set(report["metrics"]) == {"accuracy", "invalid_rate", "lavis_accuracy"}
 
 
 WORDS = "red blue green circle square star ball box sound loud quiet".split()
@@ -244,4 +325,4 @@ def test_the_papers_pairs_are_built_and_evaluated_from_exported_manifests(
         assert args.run(args) == 0
         report = json.loads((output / "report.json").read_text())
         assert report["items"] == len(manifest.read_text().splitlines())
-        assert set(report["metrics"]) == {"accuracy", "invalid_rate"}
+        assert set(report["metrics"]) == {"accuracy", "invalid_rate", "lavis_accuracy"}

@@ -75,15 +75,23 @@ class ScriptedGenerator:
 
 
 def test_captioning_and_short_answer_tasks_use_published_decoding_settings():
-    assert TASKS["captioning"].generation == {"num_beams": 5, "max_new_tokens": 80, "min_new_tokens": 10}
-    assert TASKS["vqa"].generation == {"num_beams": 5, "max_new_tokens": 10}
+    # LAVIS vicuna7b/image/coco_captioning_test.yaml:129-134 + captioning.py:47 (repetition 1.15)
+    assert TASKS["captioning"].generation == {
+        "num_beams": 5, "max_new_tokens": 80, "min_new_tokens": 10, "length_penalty": 1.0, "repetition_penalty": 1.15,
+        "do_sample": False,
+    }  # fmt: skip
+    # LAVIS vicuna7b/image/okvqa_qa.yaml:134-136 + blip2_vicuna_xinstruct.py:1521 (-1) and :1106 (1.5)
+    assert TASKS["vqa"].generation == {
+        "num_beams": 5, "max_new_tokens": 10, "min_new_tokens": 1, "length_penalty": -1.0, "repetition_penalty": 1.5,
+        "do_sample": False,
+    }  # fmt: skip
 
 
 def test_overrides_replace_only_the_named_settings(image_manifest):
     examples = list(load_manifest(image_manifest))
     generator = ScriptedGenerator([row["caption"] for row in ROWS])
     result = evaluate_examples(TASKS["captioning"], examples, generator, {"max_new_tokens": 3})
-    assert generator.calls[0][1] == {"num_beams": 5, "max_new_tokens": 3, "min_new_tokens": 10}
+    assert generator.calls[0][1] == {**TASKS["captioning"].generation, "max_new_tokens": 3}
     assert result.generation == generator.calls[0][1]
 
 
@@ -165,7 +173,12 @@ def test_evaluate_command_writes_json_markdown_and_predictions(
     assert args.run(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["task"] == task and report["items"] == 2
-    assert report["generation"] == {"num_beams": 2, "max_new_tokens": 2, "min_new_tokens": 1}
+    assert report["generation"] == {
+        **TASKS[task].generation,
+        "num_beams": 2,
+        "max_new_tokens": 2,
+        "min_new_tokens": 1,
+    }
     assert report["metrics"] and all(isinstance(value, float) for value in report["metrics"].values())
     table = (tmp_path / "report.md").read_text()
     assert all(f"| {name} |" in table for name in report["metrics"])

@@ -31,6 +31,7 @@ LIGHT_MODULES = frozenset(
         "xllm.commands",
         "xllm.evaluation",
         "xllm.evaluation.caption_tokenizer",
+        "xllm.evaluation.decoding",
         "xllm.evaluation.metric_loading",
         "xllm.evaluation.prompts",
         "xllm.evaluation.tasks",

@@ -20,6 +20,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="evaluate only the first N items")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", help="torch device; default: cuda when available, else cpu")
+    parser.add_argument(
+        "--decoding",
+        help="decoding of a LAVIS eval config: its name in the shipped table (e.g. vicuna7b/image/okvqa_qa, "
+        "discrn/image_3d_describe; xllm.evaluation.decoding) or a LAVIS yaml file; default: the task's "
+        "(xllm.evaluation.tasks.DECODING_CONFIGS)",
+    )
+    parser.add_argument(
+        "--classify-by",
+        choices=("generation", "likelihood"),
+        help="classification only: generate an answer, or rank every class by the LLM's log-likelihood "
+        "(LAVIS _predict_class); default: generation, or what --decoding's config does",
+    )
+    parser.add_argument(
+        "--candidates-per-forward",
+        type=int,
+        help="--classify-by likelihood: candidates scored per forward (default: all classes at once)",
+    )
     parser.add_argument("--num-beams", type=int, help="override the task's published number of beams")
     parser.add_argument("--max-new-tokens", type=int, help="override the task's maximum of new tokens")
     parser.add_argument("--min-new-tokens", type=int, help="override the task's minimum of new tokens")
@@ -36,21 +53,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def generation_overrides(args: argparse.Namespace) -> dict:
+def generation_overrides(args: argparse.Namespace, decoding: dict | None) -> dict:
+    """--decoding's settings, then the single settings given on the command line."""
     names = ("num_beams", "max_new_tokens", "min_new_tokens")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return {**(decoding["generation"] if decoding else {}), **given}
+
+
+def chosen_task(args: argparse.Namespace, decoding: dict | None):
+    from xllm.evaluation.discrn import discrn_task
+    from xllm.evaluation.tasks import LIKELIHOOD_CLASSIFICATION, TASKS
+
+    if args.caption_baseline and args.task != "discrn":
+        raise ValueError(f"--caption-baseline applies to --task discrn only, got --task {args.task}")
+    if (args.classify_by or args.candidates_per_forward) and args.task != "classification":
+        raise ValueError(
+            f"--classify-by and --candidates-per-forward apply to --task classification only, got --task {args.task}"
+        )
+    if args.task == "discrn":
+        return discrn_task(args.caption_baseline)
+    classify_by = args.classify_by or (
+        "likelihood" if decoding and decoding["method"] == "rank" else "generation"
+    )
+    if args.task == "classification" and classify_by == "likelihood":
+        return LIKELIHOOD_CLASSIFICATION
+    return TASKS[args.task]
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from xllm.evaluation.discrn import discrn_task
+    from xllm.evaluation.decoding import lavis_decoding
     from xllm.evaluation.runner import run_evaluation
-    from xllm.evaluation.tasks import TASKS
 
-    if args.caption_baseline and args.task != "discrn":
-        raise ValueError(f"--caption-baseline applies to --task discrn only, got --task {args.task}")
-    task = discrn_task(args.caption_baseline) if args.task == "discrn" else TASKS[args.task]
+    decoding = lavis_decoding(args.decoding) if args.decoding else None
+    task = chosen_task(args, decoding)
     report = run_evaluation(
         task,
         args.model,
@@ -58,9 +95,10 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         limit=args.limit,
         batch_size=args.batch_size,
-        generation_overrides=generation_overrides(args),
+        generation_overrides=generation_overrides(args, decoding),
         device=args.device,
         allow_outside_root=args.allow_outside_root,
+        candidates_per_forward=args.candidates_per_forward,
     )
     print(json.dumps(report["metrics"], indent=2))
     return 0

@@ -1,20 +1,43 @@
 """The DisCRn evaluation: which of two inputs of different modalities answers a question.
 
-The published protocol (X-InstructBLIP, arXiv 2311.18799, §5): the LLM prompt starts with an
-instruction to answer with the relative position of the input, then each input preceded by its
-modality cue (`image: <image> 3d: <point_cloud>`), then `question: ... answer:`; each Q-Former
-reads the fixed prompt "a short description" rather than the question; decoding uses 5 beams
-and at most 10 new tokens. The prompt is raw text, not the chat template, as published.
+The published protocol, as LAVIS runs it (`lavis/projects/xinstruct_blip/eval/discrn/*_describe.yaml`,
+`Blip2VicunaXInstruct.generate`, `DisCRnDataset.__getitem__` in
+`lavis/datasets/datasets/discriminatory_reasoning_datasets.py`):
+- the LLM input is the config's `prefix` (audio_video_describe.yaml:74, image_3d_describe.yaml:67: "You
+  are given two inputs. Select exactly one of the two by referece to its relative position (first or
+  second, left or right) that best answers the question. ", typo and trailing space as published),
+  each input's media block, then the prompt `question: {} answer:` (audio_video_describe.yaml:55);
+  the media are placeholders here and the processor writes each modality's cue before its block, as
+  for any other input of the model, so the cue is never written twice;
+- the question is rewritten (discriminatory_reasoning_datasets.py:128): "which entity / object / image /
+  audio" becomes "which of the two options", then "audio" and "image" become "object" (all before
+  lower-casing, so case-sensitive: a leading "Which entity" stays), a "?" is added (never doubled), and
+  the caption processor lower-cases it, turns `.!"()*#:;~` into spaces and keeps
+  50 words (`BlipCaptionProcessor.pre_caption`, lavis/processors/blip_processors.py:49-68);
+- the modality order is fixed (`shuffle_modalities: False`, audio_video_describe.yaml:120): audio before
+  video (:63), image before 3D (image_3d_describe.yaml:56); an example of such a pair given the other
+  way round is presented in that order, its label flipped to match;
+- each Q-Former reads "a short description" (`special_qformer_input_prompt`, :73) rather than the
+  question (`qformer_prompt=None` gives the 13b audio-video config, where that line is commented out
+  and the Q-Former reads the LLM prompt);
+- decoding: `discrn/audio_video_describe` of the decoding table (5 beams, at most 10 new tokens,
+  length penalty -1, repetition penalty 1.5; `decoding.py`);
+- scoring: LAVIS's (`lavis_accuracy`: VQA normalisation, then the first accepted answer of the gold
+  option found among the prediction's words, `DisCRNTask._report_metrics`, lavis/tasks/vqa.py:476-488)
+  beside our strict one (`accuracy`; `metrics/discrn_accuracy`).
+The prompt is raw text, not the chat template, as published.
 
 The caption baseline replaces each input by a caption the model itself generates (through its
 chat template, with the captioning decoding settings) and asks the same question over the two
-captions, text only.
+captions, text only, written as LAVIS writes it (blip2_vicuna_xinstruct.py:1160: each caption after
+its cue word).
 
 Manifest rows have the training format (`xllm.manifests`): a user turn with the two media parts in
 question order and the question as its text; the label ("first" or "second") in a `label` column or as
 the assistant answer (`xllm discrn build` and `xllm world export` write such rows).
 """
 
+import re
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -27,11 +50,22 @@ from .prompts import ChatPrompt, TextPrompt
 from .tasks import (
     CAPTION_INSTRUCTION,
     CAPTIONING_GENERATION,
-    SHORT_ANSWER_GENERATION,
+    DISCRN_GENERATION,
     Generate,
     Task,
     prompt_conversation,
 )
+
+PUBLISHED_PREFIX = (
+    "You are given two inputs. Select exactly one of the two by referece to its relative position "
+    "(first or second, left or right) that best answers the question. "
+)
+# The modality pairs of the published configs, in their fixed order.
+PUBLISHED_MODALITY_ORDER = (("audio", "video"), ("image", "point_cloud"))
+POSITIONS = ("first", "second")
+# "which <noun>" rewritten, in LAVIS's order (discriminatory_reasoning_datasets.py:128).
+WHICH_REWRITES = ("which entity", "which object", "which image", "which audio")
+CAPTION_PUNCTUATION = re.compile(r"([.!\"()*#:;~])")
 
 
 def published_cues() -> dict[str, str]:
@@ -39,26 +73,59 @@ def published_cues() -> dict[str, str]:
     return {modality: row.cue.strip().removesuffix(":") for modality, row in MODEL_MODALITIES.items()}
 
 
+def lavis_question(question: str, max_words: int = 50) -> str:
+    """The question as LAVIS's DisCRn dataset gives it to the model (see the module docstring)."""
+    for which in WHICH_REWRITES:
+        question = question.replace(which, "which of the two options")
+    question = f"{question.replace('audio', 'object').replace('image', 'object')}?".replace("??", "?")
+    caption = re.sub(r"\s{2,}", " ", CAPTION_PUNCTUATION.sub(" ", question.lower())).rstrip("\n").strip(" ")
+    return " ".join(caption.split(" ")[:max_words])
+
+
 @dataclass(frozen=True)
 class DiscrnProtocol:
-    """The wording of the DisCRn prompts; the defaults follow the published protocol."""
+    """The DisCRn prompts; the defaults are the published protocol (module docstring)."""
 
-    prefix: str = (
-        "You are given two inputs. Answer the question with the relative position of the input it "
-        "refers to: first or second."
-    )
-    qformer_prompt: str = "a short description"
+    prefix: str = PUBLISHED_PREFIX
+    prompt: str = "question: {} answer:"
+    rewrite_question: bool = True
+    modality_order: tuple[tuple[str, str], ...] = PUBLISHED_MODALITY_ORDER
+    qformer_prompt: str | None = "a short description"
     caption_instruction: str = CAPTION_INSTRUCTION
     caption_generation: dict = field(default_factory=lambda: dict(CAPTIONING_GENERATION))
     cues: dict[str, str] = field(default_factory=published_cues)
 
-    def text(self, question: str, modalities: tuple[str, str], inputs: tuple[str, str]) -> str:
-        """`<prefix> <cue>: <input> <cue>: <input> question: <question> answer:`, inputs being
-        placeholders or captions."""
+    def question(self, question: str) -> str:
+        return self.prompt.format(lavis_question(question) if self.rewrite_question else question)
+
+    def media_text(self, question: str, modalities: tuple[str, str]) -> str:
+        """`<prefix><placeholder> <placeholder> question: ... answer:`: the processor cues each block."""
+        blocks = " ".join(placeholder(modality) for modality in modalities)
+        return f"{self.prefix}{blocks} {self.question(question)}"
+
+    def caption_text(self, question: str, modalities: tuple[str, str], captions: tuple[str, str]) -> str:
+        """`<prefix> <cue>: <caption> <cue>: <caption> question: ... answer:`, as LAVIS writes it."""
         cued = " ".join(
-            f"{self.cues[modality]}: {item}" for modality, item in zip(modalities, inputs, strict=True)
+            f"{self.cues[modality]}: {caption}"
+            for modality, caption in zip(modalities, captions, strict=True)
         )
-        return f"{self.prefix} {cued} question: {question} answer:"
+        return f"{self.prefix} {cued} {self.question(question)}"
+
+    def instruction(self, question: str) -> str:
+        return self.qformer_prompt if self.qformer_prompt is not None else self.question(question)
+
+
+@dataclass(frozen=True)
+class DiscrnItem:
+    """An example as presented: question, (modality, medium) pairs in presentation order, label."""
+
+    question: str
+    media: list[tuple[str, object]]
+    label: str
+
+    @property
+    def modalities(self) -> tuple[str, str]:
+        return tuple(modality for modality, _ in self.media)
 
 
 def question_and_media(example: dict) -> tuple[str, list[tuple[str, object]]]:
@@ -83,13 +150,31 @@ def discrn_label(example: dict) -> str:
     return example_answer(example, "label")
 
 
+def presented(example: dict, protocol: DiscrnProtocol) -> DiscrnItem:
+    """The example in the protocol's modality order: a published pair given the other way round is
+    swapped, and its label ("first" / "second") flipped with it."""
+    question, media = question_and_media(example)
+    label = discrn_label(example)
+    modalities = (media[0][0], media[1][0])
+    if modalities[::-1] in protocol.modality_order:
+        media = media[::-1]
+        position = label.strip().lower()
+        if position not in POSITIONS:
+            raise ValueError(
+                f"To present example {example.get('id')!r} in the order {modalities[::-1]}, its label must be "
+                f"one of {POSITIONS}, got {label!r}."
+            )
+        label = POSITIONS[1 - POSITIONS.index(position)]
+    return DiscrnItem(question, media, label)
+
+
 def media_prompt(example: dict, protocol: DiscrnProtocol) -> TextPrompt:
     """The published DisCRn prompt over the two media of an example."""
-    question, media = question_and_media(example)
-    modalities = tuple(modality for modality, _ in media)
-    text = protocol.text(question, modalities, tuple(placeholder(modality) for modality in modalities))
-    keywords = {MODALITIES[modality].keyword: [item] for modality, item in media}
-    return TextPrompt(text, keywords, protocol.qformer_prompt)
+    item = presented(example, protocol)
+    keywords = {MODALITIES[modality].keyword: [medium] for modality, medium in item.media}
+    return TextPrompt(
+        protocol.media_text(item.question, item.modalities), keywords, protocol.instruction(item.question)
+    )
 
 
 def answer_from_media(
@@ -107,25 +192,36 @@ def answer_from_captions(
     examples: list[dict], generate: Generate, generation: dict, protocol: DiscrnProtocol
 ) -> list[str]:
     """The caption baseline: the model captions each input, then answers from the two captions alone."""
-    parsed = [question_and_media(example) for example in examples]
+    items = [presented(example, protocol) for example in examples]
     captions = generate(
-        [caption_prompt(m, item, protocol.caption_instruction) for _, media in parsed for m, item in media],
+        [
+            caption_prompt(m, medium, protocol.caption_instruction)
+            for item in items
+            for m, medium in item.media
+        ],
         protocol.caption_generation,
     )
     prompts = []
-    for index, (question, media) in enumerate(parsed):
-        modalities = tuple(modality for modality, _ in media)
-        text = protocol.text(question, modalities, (captions[2 * index], captions[2 * index + 1]))
-        prompts.append(TextPrompt(text, {}, protocol.qformer_prompt))
+    for index, item in enumerate(items):
+        pair = (captions[2 * index], captions[2 * index + 1])
+        text = protocol.caption_text(item.question, item.modalities, pair)
+        prompts.append(TextPrompt(text, {}, protocol.instruction(item.question)))
     return generate(prompts, generation)
 
 
-def score_discrn(examples: list[dict], predictions: list[str]) -> dict[str, float]:
+def score_discrn(examples: list[dict], predictions: list[str], protocol: DiscrnProtocol) -> dict[str, float]:
+    """Our strict accuracy and invalid rate, and LAVIS's accuracy (`lavis_accuracy`)."""
+    items = [presented(example, protocol) for example in examples]
     return load_metric("discrn_accuracy").compute(
         predictions=predictions,
-        references=[discrn_label(example) for example in examples],
-        modalities=[[modality for modality, _ in question_and_media(example)[1]] for example in examples],
+        references=[item.label for item in items],
+        modalities=[list(item.modalities) for item in items],
+        lavis_scoring=True,
     )
+
+
+def presented_label(example: dict, protocol: DiscrnProtocol) -> str:
+    return presented(example, protocol).label
 
 
 def discrn_task(caption_baseline: bool = False, protocol: DiscrnProtocol | None = None) -> Task:
@@ -135,10 +231,10 @@ def discrn_task(caption_baseline: bool = False, protocol: DiscrnProtocol | None 
     return Task(
         "discrn_caption_baseline" if caption_baseline else "discrn",
         partial(answer, protocol=protocol),
-        score_discrn,
-        SHORT_ANSWER_GENERATION,
-        discrn_label,
+        partial(score_discrn, protocol=protocol),
+        DISCRN_GENERATION,
+        partial(presented_label, protocol=protocol),
     )
 
 
-__all__ = ["DiscrnProtocol", "discrn_task", "media_prompt"]
+__all__ = ["PUBLISHED_PREFIX", "DiscrnProtocol", "discrn_task", "lavis_question", "media_prompt"]

@@ -4,12 +4,15 @@ A prompt is either a chat (`ChatPrompt`: the conversation with its media in the 
 through the processor's chat template, the Q-Former reading the user turns' text) or, for the published
 DisCRn protocol only, raw text (`TextPrompt`: placeholders in the text, the media by processor keyword,
 and the instruction the Q-Formers read). Prompts are left-padded in batches; the answer is the decoded
-new text, stripped.
+new text, stripped. The decoding settings (a task's, `decoding.py`) are laid over the model's own
+`GenerationConfig`, which keeps its special tokens and suppressed placeholders.
 """
+
+import copy
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, ProcessorMixin
+from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
 
 from .prompts import ChatPrompt, Prompt, TextPrompt
 
@@ -38,6 +41,17 @@ def model_inputs(processor: ProcessorMixin, prompts: list[Prompt]):
     )
 
 
+def generation_config(model: PreTrainedModel, settings: dict) -> GenerationConfig:
+    """The model's generation config with `settings` (`generate` keywords) laid over it."""
+    config = copy.deepcopy(model.generation_config)
+    unknown = config.update(**settings)
+    if unknown:
+        raise ValueError(
+            f"Decoding settings must be `GenerationConfig` fields, got unknown {sorted(unknown)}."
+        )
+    return config
+
+
 @torch.inference_mode()
 def generate_answers(
     model: PreTrainedModel,
@@ -49,16 +63,16 @@ def generate_answers(
     desc: str = "generating",
 ) -> list[str]:
     """The generated answer of each prompt, with `generation` as the `generate` settings."""
-    answers = []
+    answers, config = [], generation_config(model, generation)
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=not progress):
         inputs = model_inputs(processor, prompts[start : start + batch_size]).to(
             model.device, dtype=model.dtype
         )
-        outputs = model.generate(**inputs, **generation)  # (batch, prompt + new tokens)
+        outputs = model.generate(**inputs, generation_config=config)  # (batch, prompt + new tokens)
         new_tokens = outputs[:, inputs["input_ids"].shape[1] :]
         answers += [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
     return answers
 
 
-__all__ = ["generate_answers", "model_inputs"]
+__all__ = ["generate_answers", "generation_config", "model_inputs"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from xllm.manifests import load_manifest
 
-from .tasks import Generate, Task
+from .tasks import Generate, Rank, Task
 
 
 @dataclass
@@ -24,9 +24,19 @@ class EvaluationResult:
 
 
 def evaluate_examples(
-    task: Task, examples: list[dict], generate: Generate, generation_overrides: dict | None = None
+    task: Task,
+    examples: list[dict],
+    generate: Generate,
+    generation_overrides: dict | None = None,
+    rank: Rank | None = None,
 ) -> EvaluationResult:
-    """Generate an answer for every example with the task's decoding settings (plus overrides), score them."""
+    """Answer every example, by generation with the task's decoding settings (plus overrides) or, for a
+    task of method "likelihood", by ranking candidates with `rank`; score the answers."""
+    if task.method == "likelihood":
+        if rank is None:
+            raise ValueError(f"Task {task.name!r} ranks candidates by likelihood: pass `rank`, got None.")
+        predictions = task.predict(examples, rank, {})
+        return EvaluationResult(task.name, task.score(examples, predictions), predictions, {})
     generation = {**task.generation, **(generation_overrides or {})}
     predictions = task.predict(examples, generate, generation)
     return EvaluationResult(task.name, task.score(examples, predictions), predictions, generation)
@@ -60,6 +70,7 @@ def write_evaluation_report(
         "task": result.task,
         "items": len(examples),
         "metrics": result.metrics,
+        "method": task.method,
         "generation": result.generation,
         **details,
     }
@@ -87,15 +98,26 @@ def run_evaluation(
     device: str | None = None,
     progress: bool = True,
     allow_outside_root: bool = False,
+    candidates_per_forward: int | None = None,
 ) -> dict:
     """Evaluate a saved model on a manifest and write the reports; returns the JSON report.
-    `allow_outside_root` lets the manifest name media outside its own folder."""
+    `allow_outside_root` lets the manifest name media outside its own folder; `candidates_per_forward`
+    bounds how many candidates one forward scores (likelihood ranking)."""
     from .generation import generate_answers
+    from .likelihood import score_candidates
 
     examples = list(load_manifest(manifest, allow_outside_root=allow_outside_root, limit=limit, name="data"))
     model, processor = load_evaluated_model(model_path, device)
     generate = partial(generate_answers, model, processor, batch_size=batch_size, progress=progress)
-    result = evaluate_examples(task, examples, generate, generation_overrides)
+    rank = partial(
+        score_candidates,
+        model,
+        processor,
+        batch_size=batch_size,
+        candidates_per_forward=candidates_per_forward,
+        progress=progress,
+    )
+    result = evaluate_examples(task, examples, generate, generation_overrides, rank)
     details = {"model": str(model_path), "data": str(manifest)}
     return write_evaluation_report(result, examples, task, output_dir, details)
 

@@ -9,43 +9,65 @@ keyword, `messages` or `prompt` / `response`); the other columns it reads:
 | vqa | `prompt`: the question | `answers` (list), else the answer | VQA accuracy |
 | asr | `prompt` ("Transcribe the speech.") | `transcript`, else the answer | WER, CER |
 | classification | `prompt` (lists every label) | `label`, else the answer | classification accuracy |
+| classification by likelihood | `prompt` (the same); every class ranked | `label`, else the answer | classification accuracy |
 | discrn | the question of the chat (see `discrn.py`) | `label`, else the answer | DisCRn accuracy |
 
 "The answer" is the `response` column or the last assistant turn. The prompt is the example's chat
 (its user turns; media first, as in training); an example without a prompt gets the task's default.
-Decoding follows the published X-InstructBLIP settings per task (`generation`), which any `generate`
-keyword can override.
+Decoding follows X-InstructBLIP's eval config of the task as LAVIS applies it (`decoding.py`; the
+config each task takes is `DECODING_CONFIGS`), which any `generate` keyword can override; ASR, an
+X-LLM task, keeps X-LLM's beam search with room for a sentence.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from xllm.manifests import example_answer, example_conversation
 from xllm.processing.processor_modalities import MODALITIES
 
 from .caption_tokenizer import tokenize_caption
+from .decoding import lavis_decoding
 from .metric_loading import load_metric
 from .prompts import ChatPrompt, Prompt
 
-CAPTIONING_GENERATION = {"num_beams": 5, "max_new_tokens": 80, "min_new_tokens": 10}
-SHORT_ANSWER_GENERATION = {"num_beams": 5, "max_new_tokens": 10}
+if TYPE_CHECKING:
+    import torch
+
+# The LAVIS eval config whose decoding each task takes by default (rows of `lavis_decoding.json`).
+DECODING_CONFIGS = {
+    "captioning": "vicuna7b/image/coco_captioning_test",
+    "vqa": "vicuna7b/image/okvqa_qa",
+    "classification": "vicuna7b/audio/esc50_classification_completion",
+    "discrn": "discrn/audio_video_describe",
+}
+CAPTIONING_GENERATION = lavis_decoding(DECODING_CONFIGS["captioning"])["generation"]
+SHORT_ANSWER_GENERATION = lavis_decoding(DECODING_CONFIGS["vqa"])["generation"]
+CLASSIFICATION_GENERATION = lavis_decoding(DECODING_CONFIGS["classification"])["generation"]
+DISCRN_GENERATION = lavis_decoding(DECODING_CONFIGS["discrn"])["generation"]
 TRANSCRIPTION_GENERATION = {"num_beams": 5, "max_new_tokens": 128}
 CAPTION_INSTRUCTION = "A short description."
 TRANSCRIPTION_INSTRUCTION = "Transcribe the speech."
 
 Generate = Callable[[list[Prompt], dict], list[str]]
+# Log-likelihood of each candidate answer after each prompt: (prompts, candidates) (`likelihood.py`).
+Rank = Callable[[list[Prompt], list[str]], "torch.Tensor"]
 
 
 @dataclass(frozen=True)
 class Task:
-    """What an evaluation task asks the model (`predict`) and how its answers are scored (`score`)."""
+    """What an evaluation task asks the model (`predict`) and how its answers are scored (`score`).
+
+    `method` says what `predict` is given: "generate" (a `Generate` and the decoding settings) or
+    "likelihood" (a `Rank`; no decoding)."""
 
     name: str
-    predict: Callable[[list[dict], Generate, dict], list[str]]
+    predict: Callable[[list[dict], Generate | Rank, dict], list[str]]
     score: Callable[[list[dict], list[str]], dict[str, float]]
     generation: dict
     references: Callable[[dict], object]
+    method: str = "generate"
 
 
 def prompt_conversation(example: dict, default_instruction: str | None = None) -> list[dict]:
@@ -147,8 +169,21 @@ def class_names(examples: list[dict]) -> list[str]:
 
 def answer_classification(examples: list[dict], generate: Generate, generation: dict) -> list[str]:
     """Ask which class each item is, listing every class of the manifest, unless it has its own prompt."""
+    return generate(classification_prompts(examples), generation)
+
+
+def classification_prompts(examples: list[dict]) -> list[ChatPrompt]:
     question = f"Which of these is it: {', '.join(class_names(examples))}?"
-    return answer_each(examples, generate, generation, question)
+    return [ChatPrompt(media_conversation(example, question)) for example in examples]
+
+
+def rank_classification(examples: list[dict], rank: Rank, generation: dict) -> list[str]:
+    """The class of highest log-likelihood after the same prompt as `answer_classification` (LAVIS
+    `_predict_class`); `generation` is unused: nothing is generated."""
+    from .likelihood import ranked_choice
+
+    names = class_names(examples)
+    return ranked_choice(rank(classification_prompts(examples), names), names)
 
 
 def score_classification(examples: list[dict], predictions: list[str]) -> dict[str, float]:
@@ -180,17 +215,24 @@ TASKS = {
         transcript_reference,
     ),
     "classification": Task(
-        "classification", answer_classification, score_classification, SHORT_ANSWER_GENERATION, class_label
+        "classification", answer_classification, score_classification, CLASSIFICATION_GENERATION, class_label
     ),
 }
+# Classification without generating: `xllm evaluate --task classification --classify-by likelihood`.
+LIKELIHOOD_CLASSIFICATION = Task(
+    "classification", rank_classification, score_classification, {}, class_label, method="likelihood"
+)
 # Every task `xllm evaluate --task` takes: these and DisCRn (`discrn.py`).
 TASK_NAMES = (*TASKS, "discrn")
 
 __all__ = [
     "CAPTIONING_GENERATION",
+    "DECODING_CONFIGS",
+    "LIKELIHOOD_CLASSIFICATION",
     "SHORT_ANSWER_GENERATION",
     "TASKS",
     "TASK_NAMES",
+    "Rank",
     "Task",
     "prompt_conversation",
 ]

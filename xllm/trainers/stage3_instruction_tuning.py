@@ -1,7 +1,8 @@
 """Stage 3, multimodal instruction tuning: every interface on mixed instruction data.
 
 The loss is on the assistant turns only (the collator's labels); optionally LoRA adapters on the LLM,
-never on encoders or interfaces.
+never on encoders or interfaces. `interface_parts="queries_and_adapters"` trains only what X-LLM's
+released stage 3 trains (`stage2_alignment.py`).
 """
 
 import copy
@@ -16,7 +17,8 @@ from .stage2_alignment import AlignmentTrainer
 
 class InstructionTuningTrainer(AlignmentTrainer):
     """Stage 3: all interfaces on mixed instruction data, loss on assistant turns (the collator's
-    labels); optionally LoRA adapters on the LLM (`lora_config`, a `peft.LoraConfig`).
+    labels); optionally LoRA adapters on the LLM (`lora_config`, a `peft.LoraConfig`); whole interfaces
+    or their queries and adapters only (`interface_parts`).
 
     With a quantized LLM (`from_pretrained(..., quantization_config=BitsAndBytesConfig(...))`) this is QLoRA:
     peft's `prepare_model_for_kbit_training` readies the model first (fp32 for the non-quantized weights,

@@ -101,6 +101,13 @@ class StageArguments:
     modalities: list[str] | None = field(default=None, metadata={"help": "Stage 2: interfaces to align."})
     init_video_from_image: bool = field(default=False, metadata={"help": "Stage 2: video starts as image."})
     lora_rank: int = field(default=0, metadata={"help": "Stage 3: LoRA rank on the LLM (0: no LoRA)."})
+    interface_parts: str = field(
+        default="all",
+        metadata={
+            "help": "Stages 2 and 3: `all` of each trained interface, or `queries_and_adapters` (X-LLM's "
+            "released stage 3; its video stage 2 over the image Q-Former)."
+        },
+    )
     shuffle_modality_order: bool = field(default=False, metadata={"help": "Stage 3: permute media parts."})
     ctc_weight: float = field(
         default=0.0, metadata={"help": "Stage 1 C-Former: weight of CTC on the encoder."}
@@ -281,6 +288,7 @@ def build_trainer(model_args, data_args, stage_args, training_args):
         return AlignmentTrainer(
             model,
             modalities=stage_args.modalities,
+            interface_parts=stage_args.interface_parts,
             data_collator=XLLMDataCollator(
                 processor,
                 speech_transcript_column=data_args.speech_transcript_column,
@@ -299,7 +307,9 @@ def build_trainer(model_args, data_args, stage_args, training_args):
         speech_transcript_column=data_args.speech_transcript_column,
         feature_caches=feature_caches,
     )
-    return InstructionTuningTrainer(model, lora_config=lora, data_collator=collator, **common)
+    return InstructionTuningTrainer(
+        model, lora_config=lora, interface_parts=stage_args.interface_parts, data_collator=collator, **common
+    )
 
 
 def plot_loss_curves(log_history: list[dict], path: str | Path) -> None:

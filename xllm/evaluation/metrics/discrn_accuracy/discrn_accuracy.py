@@ -9,12 +9,19 @@ option through the accepted answers of each option: its position (first/second, 
 cloud/shape/object, audio/sound, video/clip). An answer that maps to no option, or to both,
 counts as wrong, and the share of such invalid answers is reported as well: on a two-option task
 the published accuracies are below 50%, which only makes sense that way.
+
+Beside it, on request (`lavis_scoring=True`), LAVIS's own scoring (`lavis_accuracy`; `DisCRNTask._report_metrics`, lavis/tasks/vqa.py:443-465):
+the prediction gets the VQA normalisation, then the first accepted answer of the *correct* option
+(discriminatory_reasoning_datasets.py:131-142, in that order) that is one of its space-separated words
+replaces it, and it scores when it is one of those accepted answers. The accepted answers are not
+normalised, so some ("a.", "(a)", and "a", which the normalisation drops as an article) can never match.
 """
 
 import datasets
 import evaluate
 
 from xllm.evaluation.caption_tokenizer import tokenize_caption
+from xllm.evaluation.vqa_normalization import normalize_answer
 
 _CITATION = """\
 @article{panagopoulou2023xinstructblip,
@@ -38,9 +45,11 @@ Args:
         accepted position word also works).
     modalities (`list[list[str]]`): the modalities of the first and the second input of each item,
         among "image", "video", "speech", "audio", "point_cloud".
+    lavis_scoring (`bool`, default False): also report LAVIS's scoring.
 Returns:
     accuracy (`float`): share of items whose answer maps to the correct option.
     invalid_rate (`float`): share of items whose answer maps to no single option.
+    lavis_accuracy (`float`, with `lavis_scoring`): share of items LAVIS's DisCRn scoring counts correct.
 Examples:
     >>> discrn = evaluate.load("xllm/evaluation/metrics/discrn_accuracy")
     >>> discrn.compute(predictions=["The image.", "(b)"], references=["first", "first"],
@@ -84,6 +93,39 @@ def answer_option(answer: str, modalities: list[str]) -> int | None:
     return options.pop() if len(options) == 1 else None
 
 
+# LAVIS's accepted answers (discriminatory_reasoning_datasets.py:131-142): the option's modality name
+# as LAVIS spells it, then these, then synonyms of that modality name.
+LAVIS_POSITION_ANSWERS = (
+    ("the first option.", "the first", "left one", "(a) left", "(a) left one", "(a)", "a.", "A.", "a)", "(A)",
+     "Input A", "Entity 1", "Object 1", "Entity A", "Object A", "left", "first", "1st", "input 1", "1", "a",
+     "input a", "the first", "the left one"),
+    ("the second option.", "the second.", "second option", "the second option", "second option.", "right one",
+     "(b) right", "(b) right one", "(b)", "b)", "Input B", "right", "second", "2nd", "input 2", "2", "b",
+     "input b", "Object 2", "Entity B", "Object B", "the second", "the right one", "the second one"),
+)  # fmt: skip
+LAVIS_MODALITY_NAMES = {"point_cloud": "pc"}
+LAVIS_MODALITY_SYNONYMS = {
+    "pc": ("3d", "3d model", "model", "rendering", "a 3d", "a 3d model"),
+    "image": ("photo", "picture"),
+    "audio": ("sound",),
+}
+
+
+def lavis_answers(option: int, modalities: list[str]) -> list[str]:
+    """The answers LAVIS accepts for an option, in its order."""
+    name = LAVIS_MODALITY_NAMES.get(modalities[option], modalities[option])
+    return [name, *LAVIS_POSITION_ANSWERS[option], *LAVIS_MODALITY_SYNONYMS.get(name, ())]
+
+
+def lavis_correct(prediction: str, option: int, modalities: list[str]) -> bool:
+    """LAVIS's DisCRn decision (lavis/tasks/vqa.py:455-465) for the correct option `option`."""
+    accepted = lavis_answers(option, modalities)
+    prediction = normalize_answer(prediction)
+    words = prediction.strip().split(" ")
+    prediction = next((answer for answer in accepted if answer in words), prediction)
+    return prediction in accepted
+
+
 def check_modalities(modalities: list[list[str]]) -> None:
     """Raise unless every item names two known modalities."""
     for index, pair in enumerate(modalities):
@@ -121,7 +163,7 @@ class DiscrnAccuracy(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2311.18799"],
         )
 
-    def _compute(self, predictions, references, modalities) -> dict:
+    def _compute(self, predictions, references, modalities, lavis_scoring: bool = False) -> dict:
         if len(predictions) == 0:
             raise ValueError("predictions must hold at least one answer, got none")
         check_modalities(modalities)
@@ -129,4 +171,11 @@ class DiscrnAccuracy(evaluate.Metric):
         correct = [label_option(label, pair) for label, pair in zip(references, modalities, strict=True)]
         hits = sum(option == label for option, label in zip(chosen, correct, strict=True))
         invalid = sum(option is None for option in chosen)
-        return {"accuracy": hits / len(chosen), "invalid_rate": invalid / len(chosen)}
+        scores = {"accuracy": hits / len(chosen), "invalid_rate": invalid / len(chosen)}
+        if lavis_scoring:
+            lavis_hits = sum(
+                lavis_correct(answer, label, pair)
+                for answer, label, pair in zip(predictions, correct, modalities, strict=True)
+            )
+            scores["lavis_accuracy"] = lavis_hits / len(chosen)
+        return scores
