@@ -18,6 +18,8 @@ from jinja2.exceptions import TemplateError
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import BertTokenizer, BlipImageProcessor, PreTrainedTokenizerFast
 
+from xllm.evaluation.discrn import DiscrnProtocol, media_prompt
+from xllm.evaluation.generation import model_inputs
 from xllm.modeling_xllm.configuration_presets import PRESETS, preset_config
 from xllm.processing import XLLMProcessor, XLLMVideoProcessor
 from xllm.processing.prompt_formats_xllm import (
@@ -320,6 +322,28 @@ def _no_warning():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def test_discrn_evaluation_through_a_lavis_discrn_processor_writes_prefix_template_and_cues_once(tokenizers):
+    processor = lavis_processor(tokenizers, "discrn/audio_video_describe")
+    audio, video = media_for("<audio><video>")["audio"][0], media_for("<video>")["videos"][0]
+    example = {
+        "audio": audio,
+        "videos": video,
+        "messages": [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": "which object is louder"}]}],
+        "label": "second",
+    }  # fmt: skip
+    prompt = media_prompt(example, DiscrnProtocol())  # presented audio first (the fixed order), label flipped
+    batch = model_inputs(processor, [prompt])
+    expected = processor(
+        text="<audio><video> which of the two options is louder?", audio=[audio], videos=[video]
+    )
+    assert batch["input_ids"].tolist() == expected["input_ids"].tolist()
+    llm, qformer = tokenizers
+    stream = tokens(llm, batch["input_ids"][0])
+    assert stream[: 1 + len(DISCRN_PREFIX)] == [BOS, *DISCRN_PREFIX]
+    assert stream.count("▁referece") == 1 and stream.count("▁answer") == 1  # prefix and template once
+    assert tokens(qformer, batch["qformer_input_ids"][0]) == qformer_tokens("a short description", qformer)
 
 
 def test_lavis_chat_template_gives_the_stream_of_the_text(tokenizers):

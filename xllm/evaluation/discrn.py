@@ -82,6 +82,10 @@ def lavis_question(question: str, max_words: int = 50) -> str:
     return " ".join(caption.split(" ")[:max_words])
 
 
+def placeholders(modalities: tuple[str, str]) -> str:
+    return " ".join(placeholder(modality) for modality in modalities)
+
+
 @dataclass(frozen=True)
 class DiscrnProtocol:
     """The DisCRn prompts; the defaults are the published protocol (module docstring)."""
@@ -95,21 +99,38 @@ class DiscrnProtocol:
     caption_generation: dict = field(default_factory=lambda: dict(CAPTIONING_GENERATION))
     cues: dict[str, str] = field(default_factory=published_cues)
 
+    def rewritten(self, question: str) -> str:
+        return lavis_question(question) if self.rewrite_question else question
+
     def question(self, question: str) -> str:
-        return self.prompt.format(lavis_question(question) if self.rewrite_question else question)
+        return self.prompt.format(self.rewritten(question))
 
-    def media_text(self, question: str, modalities: tuple[str, str]) -> str:
-        """`<prefix><placeholder> <placeholder> question: ... answer:`: the processor cues each block."""
-        blocks = " ".join(placeholder(modality) for modality in modalities)
-        return f"{self.prefix}{blocks} {self.question(question)}"
-
-    def caption_text(self, question: str, modalities: tuple[str, str], captions: tuple[str, str]) -> str:
-        """`<prefix> <cue>: <caption> <cue>: <caption> question: ... answer:`, as LAVIS writes it."""
-        cued = " ".join(
+    def cued_captions(self, modalities: tuple[str, str], captions: tuple[str, str]) -> str:
+        return " ".join(
             f"{self.cues[modality]}: {caption}"
             for modality, caption in zip(modalities, captions, strict=True)
         )
+
+    def media_text(self, question: str, modalities: tuple[str, str]) -> str:
+        """`<prefix><placeholder> <placeholder> question: ... answer:`: the processor cues each block."""
+        return f"{self.prefix}{placeholders(modalities)} {self.question(question)}"
+
+    def formatted_media_text(self, question: str, modalities: tuple[str, str]) -> str:
+        """`<placeholder> <placeholder> <question>`, for a processor whose prompt format (e.g. a LAVIS DisCRn
+        eval config's) writes the prefix, the template and the cues itself."""
+        return f"{placeholders(modalities)} {self.rewritten(question)}"
+
+    def caption_text(self, question: str, modalities: tuple[str, str], captions: tuple[str, str]) -> str:
+        """`<prefix> <cue>: <caption> <cue>: <caption> question: ... answer:`, as LAVIS writes it."""
+        cued = self.cued_captions(modalities, captions)
         return f"{self.prefix} {cued} {self.question(question)}"
+
+    def formatted_caption_text(
+        self, question: str, modalities: tuple[str, str], captions: tuple[str, str]
+    ) -> str:
+        """`<cue>: <caption> <cue>: <caption> <question>`, for a processor whose prompt format writes the prefix
+        and the template itself (it puts this text into the template's `{}`)."""
+        return f"{self.cued_captions(modalities, captions)} {self.rewritten(question)}"
 
     def instruction(self, question: str) -> str:
         return self.qformer_prompt if self.qformer_prompt is not None else self.question(question)
@@ -173,7 +194,10 @@ def media_prompt(example: dict, protocol: DiscrnProtocol) -> TextPrompt:
     item = presented(example, protocol)
     keywords = {MODALITIES[modality].keyword: [medium] for modality, medium in item.media}
     return TextPrompt(
-        protocol.media_text(item.question, item.modalities), keywords, protocol.instruction(item.question)
+        protocol.media_text(item.question, item.modalities),
+        keywords,
+        protocol.instruction(item.question),
+        protocol.formatted_media_text(item.question, item.modalities),
     )
 
 
@@ -205,7 +229,8 @@ def answer_from_captions(
     for index, item in enumerate(items):
         pair = (captions[2 * index], captions[2 * index + 1])
         text = protocol.caption_text(item.question, item.modalities, pair)
-        prompts.append(TextPrompt(text, {}, protocol.instruction(item.question)))
+        formatted = protocol.formatted_caption_text(item.question, item.modalities, pair)
+        prompts.append(TextPrompt(text, {}, protocol.instruction(item.question), formatted))
     return generate(prompts, generation)
 
 

@@ -32,13 +32,25 @@ def model_inputs(processor: ProcessorMixin, prompts: list[Prompt]):
     for prompt in prompts:
         for keyword, items in prompt.media.items():
             media.setdefault(keyword, []).extend(items)
+    if writes_its_own_prompt(processor):
+        texts = [
+            prompt.text if prompt.formatted_text is None else prompt.formatted_text for prompt in prompts
+        ]
+        instructions = None  # the format says what the Q-Formers read
+    else:
+        texts, instructions = [prompt.text for prompt in prompts], [prompt.instruction for prompt in prompts]
     return processor(
-        text=[prompt.text for prompt in prompts],
-        instructions=[prompt.instruction for prompt in prompts],
+        text=texts,
+        instructions=instructions,
         padding_side="left",
         return_tensors="pt",
         **media,
     )
+
+
+def writes_its_own_prompt(processor: ProcessorMixin) -> bool:
+    """Whether the processor's prompt format (not `parts`) writes prefix, template and Q-Former text itself."""
+    return getattr(processor, "prompt_format", {"name": "parts"})["name"] != "parts"
 
 
 def generation_config(model: PreTrainedModel, settings: dict) -> GenerationConfig:

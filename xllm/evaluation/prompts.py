@@ -12,11 +12,16 @@ class ChatPrompt(NamedTuple):
 
 class TextPrompt(NamedTuple):
     """Raw text with placeholders (the published DisCRn protocol only), the media by processor keyword in
-    placeholder order, and the instruction the Q-Formers read."""
+    placeholder order, and the instruction the Q-Formers read.
+
+    `formatted_text` is what a processor whose prompt format writes the prefix, the template and the Q-Former
+    text itself (`lavis`, `x-llm`; `prompt_formats_xllm.py`) is given instead: the placeholders and the
+    question only, so that nothing is written twice."""
 
     text: str
     media: dict[str, list]
     instruction: str
+    formatted_text: str | None = None
 
 
 Prompt = ChatPrompt | TextPrompt
