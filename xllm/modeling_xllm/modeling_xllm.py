@@ -1012,17 +1012,21 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.lm_head = value
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
-        return self.model.get_image_features(pixel_values, **kwargs)
+    def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs) -> BaseModelOutputWithPooling:
+        return self.model.get_image_features(pixel_values, *args, **kwargs)
 
-    def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
-        return self.model.get_video_features(pixel_values_videos, **kwargs)
+    def get_video_features(
+        self, pixel_values_videos: torch.Tensor, *args, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        return self.model.get_video_features(pixel_values_videos, *args, **kwargs)
 
-    def get_audio_features(self, audio_features: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
-        return self.model.get_audio_features(audio_features, **kwargs)
+    def get_audio_features(self, audio_features: torch.Tensor, *args, **kwargs) -> BaseModelOutputWithPooling:
+        return self.model.get_audio_features(audio_features, *args, **kwargs)
 
-    def get_point_cloud_features(self, point_clouds: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
-        return self.model.get_point_cloud_features(point_clouds, **kwargs)
+    def get_point_cloud_features(
+        self, point_clouds: torch.Tensor, *args, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        return self.model.get_point_cloud_features(point_clouds, *args, **kwargs)
 
     def get_speech_features(self, speech_features: torch.Tensor, **kwargs) -> XLLMModalityFeatures:
         return self.model.get_speech_features(speech_features, **kwargs)
