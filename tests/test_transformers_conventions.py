@@ -4,7 +4,7 @@ them in general): `get_*_features` outputs, call-time options reaching the sub-p
 import numpy as np
 import pytest
 import torch
-from conftest import random_image
+from conftest import random_image, random_video
 
 
 def test_audio_features_give_encoder_windows_per_clip_and_interface_tokens(tiny_model, tiny_processor):
@@ -99,3 +99,23 @@ def test_chat_template_padding_and_truncation_reach_the_text(tiny_processor):
         tiny_processor.apply_chat_template(
             conversation, **common, processor_kwargs={"truncation": True, "max_length": 6}
         )
+
+
+@pytest.mark.parametrize("sampling", [{}, {"do_sample_frames": False}], ids=["sampled", "every_frame"])
+def test_token_counts_helper_matches_the_call(tiny_processor, sampling):
+    videos = [random_video(7, seed=8), random_video(7, seed=9, size=48)]
+    images = [random_image(7), random_image(8, size=48)]
+    inputs = tiny_processor(
+        text=["<image> <video> what", "<image> <video> what"],
+        images=images,
+        videos=videos,
+        return_mm_token_type_ids=True,
+        **sampling,
+    )
+    counts = tiny_processor._get_num_multimodal_tokens(
+        image_sizes=[image.size[::-1] for image in images],
+        video_sizes=[video.shape[:3] for video in videos],
+        **sampling,
+    )
+    assert (inputs["mm_token_type_ids"] == 1).sum(-1).tolist() == counts["num_image_tokens"]
+    assert (inputs["mm_token_type_ids"] == 2).sum(-1).tolist() == counts["num_video_tokens"]

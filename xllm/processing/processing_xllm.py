@@ -15,7 +15,13 @@ from importlib import resources
 
 import torch
 from transformers import BatchFeature
-from transformers.processing_utils import AudioKwargs, ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.processing_utils import (
+    AudioKwargs,
+    MultiModalData,
+    ProcessingKwargs,
+    ProcessorMixin,
+    Unpack,
+)
 from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
 
 from .audio_loading_xllm import load_audio
@@ -322,9 +328,35 @@ class XLLMProcessor(ProcessorMixin):
             )
         )
         data.update(self._tokenize_instructions(texts, instructions))
+        if options.get(
+            "return_mm_token_type_ids"
+        ):  # 1 image, 2 video, 3 audio placeholders (vLLM reads them)
+            data["mm_token_type_ids"] = self.create_mm_token_type_ids(data["input_ids"])
         return BatchFeature(
             data, tensor_type=text_options.get("return_tensors"), skip_tensor_conversion=["offset_mapping"]
         )
+
+    def _get_num_multimodal_tokens(
+        self, image_sizes: list | None = None, video_sizes: list | None = None, **kwargs
+    ) -> MultiModalData:
+        """LLM tokens of each image (`(height, width)`) or video (`(frames, height, width)`) a call would
+        give, without processing them (vLLM's helper): an image takes its interface's queries whatever its
+        size; a video its sampled frames (the video processor's `num_frames`, or all frames with
+        `do_sample_frames=False`) times the queries."""
+        data = {}
+        if image_sizes is not None:
+            data["num_image_tokens"] = [self._queries("image")] * len(image_sizes)
+            data["num_image_patches"] = [1] * len(image_sizes)
+        if video_sizes is not None:
+            videos_kwargs = self._merge_kwargs(self.valid_processor_kwargs, **kwargs)["videos_kwargs"]
+            sampled = videos_kwargs.get("do_sample_frames")
+            if sampled is None:
+                sampled = self.video_processor.do_sample_frames
+            num_frames = videos_kwargs.get("num_frames") or self.video_processor.num_frames
+            data["num_video_tokens"] = [
+                self._queries("video") * (num_frames if sampled else frames) for frames, *_ in video_sizes
+            ]
+        return MultiModalData(**data)
 
     @staticmethod
     def _padded_length(samples: list[dict], padding, max_length: int | None, text_options: dict) -> int:
