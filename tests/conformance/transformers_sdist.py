@@ -9,6 +9,7 @@ so that its relative imports work next to our own `tests/`.
 """
 
 import atexit
+import os
 import shutil
 import subprocess
 import sys
@@ -46,26 +47,29 @@ def sdist_path(version: str = transformers.__version__) -> Path:
     if found:
         return found[0]
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            f"transformers=={version}",
-            "--dest",
-            str(folder),
-        ],
-        check=True,
-    )
-    found = sorted(folder.glob(f"transformers-{version}.tar.gz"))
-    if not found:
-        raise FileNotFoundError(f"pip download left no transformers-{version}.tar.gz in {folder}.")
-    return found[0]
+    # Downloaded apart, then moved in at once: test workers starting together never see half a file.
+    with tempfile.TemporaryDirectory(dir=folder) as download:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"transformers=={version}",
+                "--dest",
+                download,
+            ],
+            check=True,
+        )
+        name = f"transformers-{version}.tar.gz"
+        if not (Path(download) / name).is_file():
+            raise FileNotFoundError(f"pip download left no {name} in {download}.")
+        os.replace(Path(download) / name, folder / name)
+    return folder / name
 
 
 def unpack_tests(destination: Path, version: str = transformers.__version__) -> Path:
