@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.xllm-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: setup system-packages browser test demo bench lint fuzz
+.PHONY: setup system-packages browser test conformance demo bench lint fuzz
 
 setup: system-packages $(STAMP)
 
@@ -41,6 +41,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: setup browser
 	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# transformers' own common model, config and processor tests on our classes (tests/conformance/: the sdist of
+# the installed transformers is downloaded into the venv's cache on first use). Also part of `make test`.
+conformance: setup
+	$(OFFLINE) $(BIN)/python -m pytest -q tests/conformance
 
 demo: setup
 	$(OFFLINE) $(BIN)/xllm demo

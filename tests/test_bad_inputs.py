@@ -218,7 +218,7 @@ def test_stereo_audio_is_down_mixed_to_the_channel_mean(processor):
 
 def test_audio_longer_than_max_windows_is_truncated_with_a_warning(processor):
     with pytest.warns(UserWarning, match="spans 5 windows; keeping the first 2"):
-        features = processor(audio=[sine(3.0)], text="<audio> what", audio_max_windows=2)
+        features = processor(audio=[sine(3.0)], text="<audio> what", max_windows=2)
     assert features["audio_features"].shape[:2] == (1, 2)
     assert features["audio_window_mask"].tolist() == [[1, 1]]
 

@@ -153,9 +153,11 @@ def test_video_features_are_per_frame_outputs_in_time_order(tiny_model, tiny_pro
     instruction = {name: inputs[name] for name in ("qformer_input_ids", "qformer_attention_mask")}
     num_queries = tiny_model.config.video_interface_config.num_query_tokens
     with torch.no_grad():
-        video_features = tiny_model.get_video_features(pixels, **instruction)
+        video_features = tiny_model.get_video_features(pixels, **instruction).pooler_output
         for frame in range(3):
-            frame_features = tiny_model.get_video_features(pixels[:, frame : frame + 1], **instruction)
+            frame_features = tiny_model.get_video_features(
+                pixels[:, frame : frame + 1], **instruction
+            ).pooler_output
             block = video_features[:, frame * num_queries : (frame + 1) * num_queries]
             torch.testing.assert_close(block, frame_features, atol=1e-5, rtol=1e-5)
 
@@ -166,7 +168,7 @@ def image_features(model, pixel_values, instruction_ids):
             pixel_values,
             qformer_input_ids=instruction_ids,
             qformer_attention_mask=torch.ones_like(instruction_ids),
-        )
+        ).pooler_output
 
 
 def test_instruction_aware_interface_reads_the_instruction(tiny_processor, image):
@@ -185,7 +187,7 @@ def test_interface_without_instruction_awareness_ignores_the_instruction(tiny_pr
     colour = image_features(model, pixel_values, torch.tensor([[2, 15, 16, 3]]))
     shape = image_features(model, pixel_values, torch.tensor([[2, 30, 31, 3]]))
     with torch.no_grad():
-        without = model.get_image_features(pixel_values)
+        without = model.get_image_features(pixel_values).pooler_output
     assert torch.equal(colour, shape)
     assert torch.equal(colour, without)
 

@@ -64,5 +64,5 @@ def test_half_precision_keeps_queries_and_layer_norms_in_fp32(parts):
     assert model.model.language_model.get_input_embeddings().weight.dtype == torch.bfloat16
     pixel_values = torch.randn(1, 3, 32, 32)
     qformer_ids = torch.tensor([[5, 6]])
-    features = model.model.get_image_features(pixel_values.to(torch.bfloat16), qformer_ids)
+    features = model.model.get_image_features(pixel_values.to(torch.bfloat16), qformer_ids).pooler_output
     assert features.dtype == torch.bfloat16 and torch.isfinite(features.float()).all()

@@ -94,10 +94,10 @@ def test_batch_of_audio_with_different_window_counts_equals_one_by_one(cued):
 
 def test_training_window_count_pads_and_truncates_audio(cued):
     _, processor = cued
-    padded = processor(audio=[sound(0.5)], text="<audio>", audio_max_windows=2)
+    padded = processor(audio=[sound(0.5)], text="<audio>", max_windows=2)
     assert padded["audio_window_mask"].tolist() == [[1, 0]]
     with pytest.warns(UserWarning, match="keeping the first 2"):
-        truncated = processor(audio=[sound(2.0)], text="<audio>", audio_max_windows=2)
+        truncated = processor(audio=[sound(2.0)], text="<audio>", max_windows=2)
     assert truncated["audio_features"].shape[1] == 2
     assert int((truncated["input_ids"] == processor.placeholder_ids["audio"]).sum()) == 2 * 4
 

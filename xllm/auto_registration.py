@@ -49,7 +49,8 @@ LIGHT_PACKAGES = ("xllm.commands.",)  # every command module imports its heavy p
 
 
 def register_auto_classes() -> None:
-    """Register config, interface config, model and processor classes and the model card writer."""
+    """Register config, interface config, model and processor classes with the Auto classes and for remote
+    code (`register_for_auto_class`), and the model card writer."""
     from transformers import (
         AutoConfig,
         AutoModel,
@@ -72,6 +73,14 @@ def register_auto_classes() -> None:
     AutoModelForImageTextToText.register(XLLMConfig, XLLMForConditionalGeneration, exist_ok=True)
     AutoProcessor.register(XLLMConfig, XLLMProcessor, exist_ok=True)
     AutoVideoProcessor.register(XLLMConfig, XLLMVideoProcessor, exist_ok=True)
+    # transformers' convention for code outside transformers: `save_pretrained` and `push_to_hub` of these
+    # classes copy the files that define them into the folder and write `auto_map`, so that the folder loads
+    # with `trust_remote_code=True` where `xllm` is not installed.
+    XLLMConfig.register_for_auto_class()
+    XLLMModel.register_for_auto_class("AutoModel")
+    XLLMForConditionalGeneration.register_for_auto_class("AutoModelForMultimodalLM")
+    XLLMProcessor.register_for_auto_class()
+    XLLMVideoProcessor.register_for_auto_class("AutoVideoProcessor")
     # The model files cannot import the card module: they also run as remote code, where `xllm` is absent.
     XLLMPreTrainedModel.model_card_writer = staticmethod(write_model_card)
 

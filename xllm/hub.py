@@ -1,13 +1,18 @@
 """Sharing X-LLM models: remote code for `trust_remote_code=True`, weights, processor and model card.
 
-A folder saved with `save_for_hub` loads where this package is not installed:
+`import xllm` registers the config, model and processor classes with `register_for_auto_class`
+(`auto_registration.py`), transformers' convention for models outside transformers: so a plain
+`model.save_pretrained(folder)` / `processor.save_pretrained(folder)` writes `auto_map` into the configs
+and copies the files that define the classes, with the sibling files they import, next to the weights,
+and `model.push_to_hub(repo)` / `processor.push_to_hub(repo)` upload that. The folder then loads where
+this package is not installed:
 
     AutoModelForMultimodalLM.from_pretrained(folder, trust_remote_code=True)
     AutoProcessor.from_pretrained(folder, trust_remote_code=True)
 
-because `register_for_auto_class` makes `save_pretrained` write `auto_map` into the configs and
-copy the files that define the classes, with the sibling files they import, next to the weights.
-The card (`README.md`, see `model_card.py`) carries the evaluation reports given here.
+Every `save_pretrained` writes our model card (`README.md`, see `model_card.py`) where the folder has none,
+and `model.push_to_hub` keeps it. `save_for_hub` / `push_to_hub` here do both saves in one call and put the
+given evaluation reports in the card.
 """
 
 import tempfile
@@ -17,32 +22,6 @@ from huggingface_hub import HfApi
 from transformers import PreTrainedModel, ProcessorMixin
 
 from xllm.model_card import write_model_card
-from xllm.modeling_xllm import XLLMConfig, XLLMForConditionalGeneration, XLLMModel
-from xllm.processing import XLLMProcessor, XLLMVideoProcessor
-
-
-def class_path(cls: type) -> str:
-    """`module.Class` as `auto_map` names it: the file name inside the saved folder, then the class."""
-    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
-
-
-def register_for_auto_classes(config: XLLMConfig) -> None:
-    """Make `save_pretrained` write remote code and `auto_map` for config, model and processors.
-
-    `register_for_auto_class` records one Auto class per class; the model is also mapped to
-    `AutoModel` and `AutoModelForImageTextToText` (used by `pipeline("image-text-to-text")`)
-    through the config's `auto_map`. The registration is per class, so later `save_pretrained` calls
-    in this process also write remote code.
-    """
-    XLLMConfig.register_for_auto_class()
-    XLLMForConditionalGeneration.register_for_auto_class("AutoModelForMultimodalLM")
-    XLLMProcessor.register_for_auto_class()
-    XLLMVideoProcessor.register_for_auto_class("AutoVideoProcessor")
-    config.auto_map = {
-        **(getattr(config, "auto_map", None) or {}),
-        "AutoModel": class_path(XLLMModel),
-        "AutoModelForImageTextToText": class_path(XLLMForConditionalGeneration),
-    }
 
 
 def save_for_hub(
@@ -52,9 +31,9 @@ def save_for_hub(
     eval_report: dict | list[dict] | str | Path | None = None,
     **card_fields,
 ) -> Path:
-    """Save weights, processor, remote code and the model card (README.md) into one folder."""
+    """Save weights, processor, remote code and the model card (README.md, with the evaluation reports)
+    into one folder."""
     save_directory = Path(save_directory)
-    register_for_auto_classes(model.config)
     model.save_pretrained(save_directory)
     processor.save_pretrained(save_directory)
     write_model_card(save_directory, model.config, eval_report, **card_fields)
@@ -70,7 +49,7 @@ def push_to_hub(
     token: str | None = None,
     **card_fields,
 ) -> str:
-    """Upload what `save_for_hub` writes to a Hub model repository; returns the commit URL."""
+    """Upload what `save_for_hub` writes to a Hub model repository in one commit; returns the commit URL."""
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -80,4 +59,4 @@ def push_to_hub(
         )
 
 
-__all__ = ["push_to_hub", "register_for_auto_classes", "save_for_hub"]
+__all__ = ["push_to_hub", "save_for_hub"]

@@ -78,7 +78,9 @@ class BeatsAttention(nn.Module):
 
     def forward(
         self, hidden_states: torch.Tensor, position_bias: torch.Tensor, padding_bias: torch.Tensor | None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(batch, patches, width) and the attention weights (batch, heads, patches, patches), which only
+        eager attention computes (None otherwise)."""
         batch_size, num_patches, width = hidden_states.shape
         heads_shape = (batch_size, num_patches, self.num_heads, self.head_dim)
         query = (
@@ -92,7 +94,7 @@ class BeatsAttention(nn.Module):
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        output, _ = attention(
+        output, weights = attention(
             self,
             query,
             key,
@@ -101,7 +103,7 @@ class BeatsAttention(nn.Module):
             scaling=self.scaling,
             dropout=self.config.attention_dropout if self.training else 0.0,
         )
-        return self.out_proj(output.reshape(batch_size, num_patches, width))
+        return self.out_proj(output.reshape(batch_size, num_patches, width)), weights
 
 
 class BeatsLayer(nn.Module):
@@ -120,11 +122,13 @@ class BeatsLayer(nn.Module):
 
     def forward(
         self, hidden_states: torch.Tensor, position_bias: torch.Tensor, padding_bias: torch.Tensor | None
-    ) -> torch.Tensor:
-        attended = self.dropout(self.self_attn(hidden_states, position_bias, padding_bias))
-        hidden_states = self.self_attn_layer_norm(hidden_states * self.residual_scale + attended)
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.self_attn(hidden_states, position_bias, padding_bias)
+        hidden_states = self.self_attn_layer_norm(
+            hidden_states * self.residual_scale + self.dropout(attended)
+        )
         transformed = self.dropout(self.fc2(self.activation(self.fc1(hidden_states))))
-        return self.final_layer_norm(hidden_states * self.residual_scale + transformed)
+        return self.final_layer_norm(hidden_states * self.residual_scale + transformed), weights
 
 
 class BeatsEncoder(nn.Module):
@@ -150,7 +154,11 @@ class BeatsEncoder(nn.Module):
         return self.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)
 
     def forward(
-        self, hidden_states: torch.Tensor, patch_mask: torch.Tensor | None, output_hidden_states: bool
+        self,
+        hidden_states: torch.Tensor,
+        patch_mask: torch.Tensor | None,
+        output_hidden_states: bool,
+        output_attentions: bool = False,
     ) -> BaseModelOutput:
         padding_bias = None
         if patch_mask is not None:
@@ -162,11 +170,16 @@ class BeatsEncoder(nn.Module):
         hidden_states = self.layer_norm(hidden_states + self.pos_conv(hidden_states))
         position_bias = self.position_bias(hidden_states.shape[1])
         all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states, position_bias, padding_bias)
+            hidden_states, weights = layer(hidden_states, position_bias, padding_bias)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
+            if output_attentions:
+                all_attentions += (weights,)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
 
 
 class XLLMBeatsPreTrainedModel(PreTrainedModel):
@@ -218,9 +231,11 @@ class XLLMBeatsModel(XLLMBeatsPreTrainedModel):
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        output_attentions: bool = False,
         **kwargs,
     ) -> BaseModelOutput:
-        """Encode fbank frames; `attention_mask` (batch, frames) marks real frames with 1."""
+        """Encode fbank frames; `attention_mask` (batch, frames) marks real frames with 1. The attention
+        weights (`output_attentions`) come with eager attention only."""
         if input_features.dim() != 3 or input_features.shape[-1] != self.config.num_mel_bins:
             raise ValueError(
                 f"input_features must have shape (batch, frames, {self.config.num_mel_bins}), "
@@ -235,7 +250,7 @@ class XLLMBeatsModel(XLLMBeatsPreTrainedModel):
         patches = self.patch_embedding(fbank).flatten(2).transpose(1, 2)  # (batch, patches, patch width)
         hidden_states = self.post_extract_proj(self.layer_norm(patches))
         patch_mask = self.patch_mask(attention_mask) if attention_mask is not None else None
-        return self.encoder(hidden_states, patch_mask, output_hidden_states)
+        return self.encoder(hidden_states, patch_mask, output_hidden_states, output_attentions)
 
 
 __all__ = ["XLLMBeatsConfig", "XLLMBeatsModel", "XLLMBeatsPreTrainedModel"]

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import torch
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
 
 from .configuration_xllm import XLLMInterfaceConfig
 from .model_modalities import ModelModality, model_modality
@@ -44,6 +45,7 @@ class EncodedMedia(NamedTuple):
     inputs_per_item: torch.Tensor
     window_mask: torch.Tensor | None = None
     frame_mask: torch.Tensor | None = None
+    encoder_outputs: ModelOutput | None = None  # the encoder's own outputs, fixed-length media only
 
 
 def select_encoder_features(
@@ -133,9 +135,11 @@ def encode_media(
     modality: str,
     media: torch.Tensor,
     mask: torch.Tensor | None = None,
+    **encoder_kwargs,
 ) -> EncodedMedia:
     """Check `media` (and its window or attention `mask`), run every real encoder input through the
-    frozen encoder in one batch and select the features the interface reads (before its LayerNorm)."""
+    frozen encoder in one batch and select the features the interface reads (before its LayerNorm).
+    `encoder_kwargs` (`output_attentions`) go to the encoder of fixed-length media."""
     check_media(modality, encoder, media, mask)
     row = model_modality(modality)
     if row.layout == "sequence":
@@ -147,9 +151,10 @@ def encode_media(
         **{encoder.main_input_name: real_windows.to(encoder.dtype)},
         output_hidden_states=True,
         return_dict=True,
+        **encoder_kwargs,
     )
     features = select_encoder_features(outputs.hidden_states, interface_config)
-    return EncodedMedia(features, window_mask.sum(1), window_mask)
+    return EncodedMedia(features, window_mask.sum(1), window_mask, encoder_outputs=outputs)
 
 
 def encoded_from_cache(

@@ -29,11 +29,14 @@ from transformers import (
 )
 from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
-from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
+from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.models.blip_2.modeling_blip_2 import Blip2VisionModel
 from transformers.models.instructblip.modeling_instructblip import InstructBlipVisionModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_xllm import XLLMConfig, XLLMInterfaceConfig
 from .model_modalities import (
@@ -259,6 +262,10 @@ def llm_only_quantization(quantization_config):
     )
 
 
+# What transformers' `create_and_tag_model_card` writes into the card it makes for a repository without one.
+GENERIC_CARD_TEXT = "This model card has been automatically generated."
+
+
 class XLLMPreTrainedModel(PreTrainedModel):
     config: XLLMConfig
     base_model_prefix = "model"
@@ -329,10 +336,31 @@ class XLLMPreTrainedModel(PreTrainedModel):
             state_dict = kwargs.pop("state_dict", None) or self.state_dict()
             state_dict.update(base.left_out_encoder_weights(prefix="model." if base is not self else ""))
             kwargs["state_dict"] = state_dict
+        if self.is_remote_code():  # the other Auto classes that load this folder (pipelines read them)
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoModel": f"{module}.XLLMModel",
+                "AutoModelForImageTextToText": f"{module}.XLLMForConditionalGeneration",
+            }
         super().save_pretrained(save_directory, *args, **kwargs)
         card = os.path.join(save_directory, "README.md")
         if self.model_card_writer is not None and not os.path.isfile(card):
             self.model_card_writer(save_directory, self.config)
+
+    def _upload_modified_files(self, working_dir: str | os.PathLike, repo_id: str, *args, **kwargs):
+        """`push_to_hub` writes transformers' generic card over ours when the repository has no card yet:
+        ours is written back, with the generic card's tags. A card the repository already has is kept."""
+        card = os.path.join(working_dir, "README.md")
+        if self.model_card_writer is not None and os.path.isfile(card):
+            from huggingface_hub import ModelCard
+
+            pushed = ModelCard.load(card)
+            if GENERIC_CARD_TEXT in pushed.text:
+                ours = self.model_card_writer(working_dir, self.config, model_name=repo_id)
+                ours.data.tags = list(dict.fromkeys([*(ours.data.tags or []), *(pushed.data.tags or [])]))
+                ours.save(card)
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
     def freeze_defaults(self) -> None:
         """Freeze what X-LLM never trains by default: the encoders and the LLM (with its head)."""
@@ -465,12 +493,17 @@ class XLLMModel(XLLMPreTrainedModel):
             )
 
     def encode_media(
-        self, modality: str, media: torch.Tensor, mask: torch.Tensor | None = None
+        self, modality: str, media: torch.Tensor, mask: torch.Tensor | None = None, **encoder_kwargs
     ) -> EncodedMedia:
         """The frozen encoder's features that `modality`'s interface reads (see `modeling_media.encode_media`)."""
         self._require_modality(modality)
         return encode_media(
-            self.encoder_for(modality), self.config.interface_config(modality), modality, media, mask
+            self.encoder_for(modality),
+            self.config.interface_config(modality),
+            modality,
+            media,
+            mask,
+            **encoder_kwargs,
         )
 
     def get_modality_features(
@@ -520,32 +553,81 @@ class XLLMModel(XLLMPreTrainedModel):
         per_item[encoded.window_mask] = window_tokens
         return XLLMModalityFeatures(per_item.flatten(1, 2), encoded.inputs_per_item * window_tokens.shape[1])
 
+    @can_return_tuple
+    def get_media_features(
+        self,
+        modality: str,
+        media: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        qformer_input_ids: torch.Tensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """A fixed-length modality's features in transformers' form (what LLaVA's `get_image_features` returns):
+
+        last_hidden_state: the encoder's last layer per item, `(items, tokens, encoder_width)` for images and
+            clouds, `(items, windows, tokens, encoder_width)` for videos and audio (zeros for padded windows);
+        hidden_states / attentions: the encoder's, one row per encoder input (frame, window), when asked for
+            (`output_hidden_states` / `output_attentions`, or the encoder config's settings);
+        pooler_output: the interface outputs, `(items, tokens, llm_width)` (what `forward` writes over the
+            placeholders, with `qformer_input_ids` one instruction row per item).
+
+        Other keyword arguments go to the encoder.
+        """
+        self._require_modality(modality)
+        if model_modality(modality).layout == "sequence":
+            raise ValueError(f"{modality} features have a variable length: use `get_{modality}_features`.")
+        encoder_config = self.encoder_for(modality).config
+        output_hidden_states = kwargs.pop("output_hidden_states", None)
+        if output_hidden_states is None:
+            output_hidden_states = encoder_config.output_hidden_states
+        kwargs.setdefault("output_attentions", encoder_config.output_attentions)
+        encoded = self.encode_media(modality, media, mask, **kwargs)
+        features = self.get_modality_features(
+            modality, media, mask, qformer_input_ids, qformer_attention_mask, encoded=encoded
+        )
+        encoder_outputs = encoded.encoder_outputs
+        last_layer = encoder_outputs.last_hidden_state  # (real encoder inputs, tokens, encoder_width)
+        per_item = last_layer.new_zeros(*encoded.window_mask.shape, *last_layer.shape[1:])
+        per_item[encoded.window_mask] = last_layer
+        if model_modality(modality).layout == "single":
+            per_item = per_item.squeeze(1)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=per_item,
+            pooler_output=features.token_embeddings,
+            hidden_states=encoder_outputs.hidden_states if output_hidden_states else None,
+            attentions=encoder_outputs.attentions if kwargs["output_attentions"] else None,
+        )
+
     def get_image_features(
         self,
         pixel_values: torch.Tensor,
         qformer_input_ids: torch.Tensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(images, channels, height, width) -> (images, num_query_tokens, llm_width); one instruction
-        row per image."""
-        return self.get_modality_features(
-            "image", pixel_values, None, qformer_input_ids, qformer_attention_mask
-        ).token_embeddings
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """(images, channels, height, width) -> `pooler_output` (images, num_query_tokens, llm_width); one
+        instruction row per image. See `get_media_features`."""
+        return self.get_media_features(
+            "image", pixel_values, None, qformer_input_ids, qformer_attention_mask, **kwargs
+        )
 
     def get_video_features(
         self,
         pixel_values_videos: torch.Tensor,
         qformer_input_ids: torch.Tensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(videos, frames, channels, height, width) -> (videos, frames * num_query_tokens, llm_width).
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """(videos, frames, channels, height, width) -> `pooler_output` (videos, frames * num_query_tokens,
+        llm_width).
 
         Every frame goes through the encoder and the video Q-Former in one batch (the instruction
         repeated per frame); per-frame query outputs are concatenated in time order.
         """
-        return self.get_modality_features(
-            "video", pixel_values_videos, None, qformer_input_ids, qformer_attention_mask
-        ).token_embeddings
+        return self.get_media_features(
+            "video", pixel_values_videos, None, qformer_input_ids, qformer_attention_mask, **kwargs
+        )
 
     def get_audio_features(
         self,
@@ -553,27 +635,29 @@ class XLLMModel(XLLMPreTrainedModel):
         audio_window_mask: torch.Tensor | None = None,
         qformer_input_ids: torch.Tensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(audios, windows, *window_input) -> (audios, windows * num_query_tokens, llm_width).
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """(audios, windows, *window_input) -> `pooler_output` (audios, windows * num_query_tokens, llm_width).
 
         Each window (5.12 s for BEATs) goes through the encoder and the audio Q-Former; outputs
         are concatenated in time order. Padded windows (`audio_window_mask` False) give zeros, which
         `forward` leaves out of the sequence.
         """
-        return self.get_modality_features(
-            "audio", audio_features, audio_window_mask, qformer_input_ids, qformer_attention_mask
-        ).token_embeddings
+        return self.get_media_features(
+            "audio", audio_features, audio_window_mask, qformer_input_ids, qformer_attention_mask, **kwargs
+        )
 
     def get_point_cloud_features(
         self,
         point_clouds: torch.Tensor,
         qformer_input_ids: torch.Tensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(clouds, points, 3 or 6) -> (clouds, num_query_tokens, llm_width)."""
-        return self.get_modality_features(
-            "point_cloud", point_clouds, None, qformer_input_ids, qformer_attention_mask
-        ).token_embeddings
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """(clouds, points, 3 or 6) -> `pooler_output` (clouds, num_query_tokens, llm_width)."""
+        return self.get_media_features(
+            "point_cloud", point_clouds, None, qformer_input_ids, qformer_attention_mask, **kwargs
+        )
 
     def get_speech_features(
         self,
@@ -645,6 +729,7 @@ class XLLMModel(XLLMPreTrainedModel):
             encoded=given.encoded,
         )
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -666,7 +751,7 @@ class XLLMModel(XLLMPreTrainedModel):
         speech_target_lengths: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> XLLMModelOutputWithPast:
         r"""
         Media come under the names of the modality table (`model_modalities.MODALITIES`); a modality
@@ -679,9 +764,11 @@ class XLLMModel(XLLMPreTrainedModel):
         audio_features (`torch.Tensor` of shape `(audios, windows, *window_input)`), with
             `audio_window_mask` `(audios, windows)` marking real windows.
         point_clouds (`torch.Tensor` of shape `(clouds, points, 3 or 6)`).
-        mm_encoder_outputs (`dict[str, torch.Tensor]`): precomputed interface outputs per modality,
-            `(items, tokens, llm_width)`, used instead of running encoder and interface (what the
-            `get_*_features` methods return; transformers' meaning of the name).
+        mm_encoder_outputs (`dict[str, torch.Tensor | BaseModelOutputWithPooling]`): precomputed interface
+            outputs per modality, `(items, tokens, llm_width)`, used instead of running encoder and interface
+            (what the `get_*_features` methods return, or their `pooler_output`; transformers' meaning of the name).
+        inputs_embeds: instead of `input_ids`; with media, their placeholders are found where an embedding
+            equals a placeholder token's (as LLaVA finds them).
         encoder_features (`dict[str, dict[str, torch.Tensor]]`): precomputed *encoder* features per
             modality, what the interface reads (the selected layer, before the interface's LayerNorm),
             used instead of running the frozen encoder: `{"features": (windows, tokens, encoder_width),
@@ -715,13 +802,14 @@ class XLLMModel(XLLMPreTrainedModel):
             ),
             encoded,
         )
-        precomputed = dict(mm_encoder_outputs or {})
+        precomputed = {  # a `get_*_features` output or its `pooler_output`
+            modality: outputs.pooler_output if isinstance(outputs, ModelOutput) else outputs
+            for modality, outputs in (mm_encoder_outputs or {}).items()
+        }
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (batch, seq, llm_width)
         elif media or precomputed:
-            raise ValueError(
-                "Media inputs need `input_ids` to locate their placeholders; got `inputs_embeds` only."
-            )
+            input_ids = self.placeholder_ids_from_embeddings(inputs_embeds)
         if (
             qformer_input_ids is not None
             and input_ids is not None
@@ -791,6 +879,7 @@ class XLLMModel(XLLMPreTrainedModel):
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         return XLLMModelOutputWithPast(
@@ -802,6 +891,17 @@ class XLLMModel(XLLMPreTrainedModel):
             quantity_loss=quantity_loss,
             **spliced,
         )
+
+    def placeholder_ids_from_embeddings(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """(batch, seq) ids standing in for `input_ids` when only `inputs_embeds` came: each modality's
+        placeholder id where the embedding is that placeholder token's embedding, -1 elsewhere."""
+        ids = torch.full(inputs_embeds.shape[:2], -1, dtype=torch.long, device=inputs_embeds.device)
+        embeddings = self.get_input_embeddings()
+        for modality in self.config.modalities:
+            token_id = self.config.placeholder_token_id(modality)
+            token_embedding = embeddings(torch.tensor(token_id, device=inputs_embeds.device))
+            ids[(inputs_embeds == token_embedding.to(inputs_embeds.dtype)).all(-1)] = token_id
+        return ids
 
     def weighted_quantity_loss(self, features: dict[str, XLLMModalityFeatures]) -> torch.Tensor | None:
         """CIF's quantity losses, each weighted by its interface's `quantity_loss_weight` (None without
@@ -843,6 +943,9 @@ def input_embedding_path(module: nn.Module) -> str:
 
 class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     """[`XLLMModel`] with the LLM's language-modelling head: loss and `generate()`."""
+
+    # Tensor parallelism: the (tied) head split by vocabulary, its logits gathered, as LLaVA's.
+    _tp_plan = {"lm_head": "colwise_gather_output"}
 
     def __init__(self, config: XLLMConfig):
         super().__init__(config)
@@ -964,21 +1067,26 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.lm_head = value
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> torch.Tensor:
-        return self.model.get_image_features(pixel_values, **kwargs)
+    def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs) -> BaseModelOutputWithPooling:
+        return self.model.get_image_features(pixel_values, *args, **kwargs)
 
-    def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> torch.Tensor:
-        return self.model.get_video_features(pixel_values_videos, **kwargs)
+    def get_video_features(
+        self, pixel_values_videos: torch.Tensor, *args, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        return self.model.get_video_features(pixel_values_videos, *args, **kwargs)
 
-    def get_audio_features(self, audio_features: torch.Tensor, **kwargs) -> torch.Tensor:
-        return self.model.get_audio_features(audio_features, **kwargs)
+    def get_audio_features(self, audio_features: torch.Tensor, *args, **kwargs) -> BaseModelOutputWithPooling:
+        return self.model.get_audio_features(audio_features, *args, **kwargs)
 
-    def get_point_cloud_features(self, point_clouds: torch.Tensor, **kwargs) -> torch.Tensor:
-        return self.model.get_point_cloud_features(point_clouds, **kwargs)
+    def get_point_cloud_features(
+        self, point_clouds: torch.Tensor, *args, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        return self.model.get_point_cloud_features(point_clouds, *args, **kwargs)
 
     def get_speech_features(self, speech_features: torch.Tensor, **kwargs) -> XLLMModalityFeatures:
         return self.model.get_speech_features(speech_features, **kwargs)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1001,7 +1109,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> XLLMCausalLMOutputWithPast:
         r"""
         labels (`torch.LongTensor` of shape `(batch, seq)`): next-token targets aligned with
@@ -1029,6 +1137,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             speech_target_lengths=speech_target_lengths,
             labels=labels,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,  # media of a modality added to the table come here too; the loss ignores them
         )
         if outputs.labels is not None:

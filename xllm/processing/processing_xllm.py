@@ -15,7 +15,14 @@ from importlib import resources
 
 import torch
 from transformers import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from transformers.processing_utils import (
+    AudioKwargs,
+    MultiModalData,
+    ProcessingKwargs,
+    ProcessorMixin,
+    Unpack,
+)
+from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
 
 from .audio_loading_xllm import load_audio
 from .chat_messages_xllm import check_conversation, conversation_instruction, media_of, without_content_types
@@ -38,6 +45,25 @@ IGNORE_INDEX = -100
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "qformer_input_ids", "qformer_attention_mask")
 
 
+class XLLMAudioKwargs(AudioKwargs, total=False):
+    """`max_windows`: windows per sound for this call (default: the processor's `audio_max_windows`)."""
+
+    max_windows: int | None
+
+
+class XLLMProcessorKwargs(ProcessingKwargs, total=False):
+    """The call-time options of [`XLLMProcessor`], by the sub-processor they go to, merged by
+    `ProcessorMixin._merge_kwargs` (flat, `images_kwargs={...}`, or `common_kwargs`; one option given twice is
+    a ValueError). `text_kwargs` are applied by the processor itself, which tokenizes and expands the
+    placeholders: `add_special_tokens`, `padding` (`"longest"`, `"max_length"` with `max_length`, or no padding
+    for equal lengths), `pad_to_multiple_of`, `truncation` with `max_length` (the beginning of a long sample is
+    cut, never a media block), `padding_side`, `return_offsets_mapping`, `return_tensors`. `images_kwargs` go
+    to the image processor, `videos_kwargs` to the video processor (`num_frames`, ...), `audio_kwargs`'s
+    `max_windows` to the sound windowing."""
+
+    audio_kwargs: XLLMAudioKwargs
+
+
 def default_chat_template() -> str:
     """The X-LLM prompt template (`Question: ...\\n Answer: ...`) shipped with the package."""
     return resources.files(__package__).joinpath("chat_template_xllm.jinja").read_text()
@@ -45,7 +71,7 @@ def default_chat_template() -> str:
 
 def call_keywords() -> tuple[str, ...]:
     """Keywords of `XLLMProcessor.__call__` that a misspelling (`image=`) must not silently drop."""
-    return ("text", *keywords(), "instructions", "speech_transcripts")
+    return ("text", *keywords(), "instructions", "speech_transcripts", "precomputed_windows")
 
 
 def flatten_media(media, row: ProcessorModality) -> list:
@@ -91,7 +117,6 @@ class XLLMProcessor(ProcessorMixin):
             (per frame for video, per window for audio), copied from the model config; the processor
             never imports the model.
         instruction_max_length (`int`): the Q-Former instruction is left-truncated to this many tokens.
-        padding_side (`str`): `"left"` (for generation) or `"right"`.
         modalities (`list[str]`, *optional*): the model's interfaces (`config.modalities`). They decide
             where `audio=` goes: to the speech interface when the model has one and no audio interface,
             otherwise to the audio interface.
@@ -105,7 +130,13 @@ class XLLMProcessor(ProcessorMixin):
             (`prompt_formats_xllm.py`): `"parts"` (default: the text as written, cues from `modality_cues`),
             `"lavis"` (X-InstructBLIP's assembly, with its options: `{"name": "lavis", "prefix": ...}`) or
             `"x-llm"` (X-LLM's). Saved in `processor_config.json` as a dict.
+
+    Text is padded on the left by default (for generation); `padding_side="right"` at call time changes it.
+    The placeholder of each modality is the attribute `<modality>_token` (`image_token`, `video_token`, ...).
     """
+
+    valid_processor_kwargs = XLLMProcessorKwargs
+    text_kwargs = {"padding": "longest", "padding_side": "left", "return_tensors": "pt"}
 
     def __init__(
         self,
@@ -119,7 +150,6 @@ class XLLMProcessor(ProcessorMixin):
         chat_template: str | None = None,
         num_query_tokens: dict[str, int] | None = None,
         instruction_max_length: int = 128,
-        padding_side: str = "left",
         modalities: list[str] | None = None,
         modality_cues: dict[str, str] | None = None,
         audio_window_seconds: float | None = None,
@@ -127,8 +157,13 @@ class XLLMProcessor(ProcessorMixin):
         prompt_format: str | dict | None = None,
         **kwargs,
     ):
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
+        # Folders saved before the call-time options followed `ProcessingKwargs` store the text padding side
+        # here; it is now a text option (`padding_side=` at call time), whose default this sets.
+        padding_side = kwargs.pop("padding_side", None)
+        if padding_side is not None:
+            if padding_side not in ("left", "right"):
+                raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
+            self.text_kwargs = {**type(self).text_kwargs, "padding_side": padding_side}
         for name, keys in (("modalities", modalities), ("modality_cues", modality_cues)):
             unknown = sorted(set(keys or ()) - set(MODALITIES))
             if unknown:
@@ -147,7 +182,6 @@ class XLLMProcessor(ProcessorMixin):
             qformer_tokenizer.truncation_side = "left"  # long instructions keep their end (X-InstructBLIP)
         self.num_query_tokens = dict(num_query_tokens or {})
         self.instruction_max_length = instruction_max_length
-        self.padding_side = padding_side
         self.modalities = list(modalities) if modalities is not None else None
         self.modality_cues = dict(modality_cues) if modality_cues else None
         self.audio_window_seconds = audio_window_seconds
@@ -177,6 +211,11 @@ class XLLMProcessor(ProcessorMixin):
             chat_template=chat_template,
         )
         self.placeholder_ids = {m: tokenizer.convert_tokens_to_ids(placeholder(m)) for m in MODALITIES}
+        for (
+            modality
+        ) in MODALITIES:  # `image_token`, `image_token_id`, `video_token`, ... as transformers names them
+            setattr(self, f"{modality}_token", placeholder(modality))
+            setattr(self, f"{modality}_token_id", self.placeholder_ids[modality])
         # Cues are inserted as token ids before each placeholder, so each is tokenized once, here.
         self.cue_token_ids = {
             m: tokenizer(cue, add_special_tokens=False)["input_ids"]
@@ -194,15 +233,8 @@ class XLLMProcessor(ProcessorMixin):
         point_clouds=None,
         speech_transcripts: list[str] | None = None,
         instructions: str | list[str] | None = None,
-        return_tensors: str | None = "pt",
-        padding_side: str | None = None,
-        return_offsets_mapping: bool = False,
-        add_special_tokens: bool = True,
-        num_frames: int | None = None,
-        audio_max_windows: int | None = None,
-        max_length: int | None = None,
         precomputed_windows: dict[str, list[int]] | None = None,
-        **kwargs,
+        **kwargs: Unpack[XLLMProcessorKwargs],
     ) -> BatchFeature:
         """Tokenize `text` and preprocess its media; each placeholder gets its interface's length.
 
@@ -211,10 +243,11 @@ class XLLMProcessor(ProcessorMixin):
         the text with its placeholders removed. `speech` and `audio` items are waveforms, paths or
         `datasets.Audio` values; `audio` goes to the speech interface when the model has speech and
         no audio interface (see `modalities`). `point_clouds` are arrays, mesh files or
-        `datasets.Mesh` values. `speech_transcripts` (training) give CIF its target lengths;
-        `audio_max_windows` overrides the processor's setting for this call. A sample longer than
-        `max_length` tokens (default: the tokenizer's `model_max_length`) loses its beginning, after the
-        BOS token, with a warning; if that would cut a media placeholder, a ValueError is raised instead.
+        `datasets.Mesh` values. `speech_transcripts` (training) give CIF its target lengths. Options (padding,
+        `max_length`, `num_frames`, `images_kwargs={...}`, ...) are described in [`XLLMProcessorKwargs`]. Without
+        `truncation`, a sample longer than `max_length` tokens (default: the tokenizer's `model_max_length`) loses
+        its beginning, after the BOS token, with a warning; `truncation=True` cuts it without one, `truncation=False`
+        keeps it whole. If the cut would reach a media placeholder, a ValueError is raised instead.
 
         `precomputed_windows` (modality -> one count per item, in placeholder order) stands in for the
         media of modalities whose encoder features were computed beforehand (a feature cache): their
@@ -230,6 +263,14 @@ class XLLMProcessor(ProcessorMixin):
         given = dict(images=images, videos=videos, audio=audio, speech=speech, point_clouds=point_clouds)
         given.update({keyword: kwargs.pop(keyword) for keyword in keywords() if keyword in kwargs})
         check_keyword_typos(kwargs)
+        # The tokenizer's own defaults (`padding`, `max_length`) apply, except its padding side: the processor
+        # pads on the left (for generation) whatever side the tokenizer was saved with.
+        tokenizer_defaults = {k: v for k, v in self.tokenizer.init_kwargs.items() if k != "padding_side"}
+        options = self._merge_kwargs(self.valid_processor_kwargs, tokenizer_defaults, **kwargs)
+        text_options = options["text_kwargs"]
+        text_options["padding_side"] = text_options.get("padding_side") or self.padding_side
+        num_frames = options["videos_kwargs"].pop("num_frames", None)
+        sub_processor_options = {"image": options["images_kwargs"], "video": options["videos_kwargs"]}
         media = {modality: flatten_media(given.get(row.keyword), row) for modality, row in MODALITIES.items()}
         if media["audio"] and self.audio_goes_to_speech:
             if media["speech"]:
@@ -265,17 +306,21 @@ class XLLMProcessor(ProcessorMixin):
                     modality,
                     items,
                     num_frames=num_frames,
-                    max_windows=audio_max_windows,
+                    max_windows=options["audio_kwargs"].get("max_windows"),
                     transcripts=speech_transcripts,
+                    **sub_processor_options.get(modality, {}),
                 )
                 data.update(prepared)
                 if MODALITIES[modality].layout != "sequence":  # CIF decides: one placeholder stays
                     tokens_per_item[modality] = self._tokens_per_item(modality, prepared)
 
+        return_offsets_mapping = bool(text_options.get("return_offsets_mapping"))
         rules = prompt_format_from(self.prompt_format)
         if rules is None:
             encoding = self.tokenizer(
-                texts, add_special_tokens=add_special_tokens, return_offsets_mapping=return_offsets_mapping
+                texts,
+                add_special_tokens=text_options.get("add_special_tokens", True),
+                return_offsets_mapping=return_offsets_mapping,
             )
         else:
             encoding, instructions = self._format_texts(rules, texts, instructions, return_offsets_mapping)
@@ -283,11 +328,75 @@ class XLLMProcessor(ProcessorMixin):
         empty = [index for index, sample in enumerate(expanded) if not sample["input_ids"]]
         if empty:
             raise ValueError(f"`text` must give at least one token per sample; sample(s) {empty} give none.")
-        limit = self.tokenizer.model_max_length if max_length is None else max_length
-        expanded = [self._truncate_left(sample, limit, index) for index, sample in enumerate(expanded)]
-        data.update(self._pad(expanded, padding_side or self.padding_side))
+        max_length = text_options.get("max_length")
+        truncation = text_options.get("truncation")
+        if truncation not in (False, "do_not_truncate", TruncationStrategy.DO_NOT_TRUNCATE):
+            limit = self.tokenizer.model_max_length if max_length is None else max_length
+            expanded = [
+                self._truncate_left(sample, limit, index, warn=truncation is None)
+                for index, sample in enumerate(expanded)
+            ]
+        data.update(
+            self._pad(
+                expanded,
+                text_options["padding_side"],
+                self._padded_length(expanded, text_options.get("padding"), max_length, text_options),
+            )
+        )
         data.update(self._tokenize_instructions(texts, instructions))
-        return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=["offset_mapping"])
+        if options.get(
+            "return_mm_token_type_ids"
+        ):  # 1 image, 2 video, 3 audio placeholders (vLLM reads them)
+            data["mm_token_type_ids"] = self.create_mm_token_type_ids(data["input_ids"])
+        return BatchFeature(
+            data, tensor_type=text_options.get("return_tensors"), skip_tensor_conversion=["offset_mapping"]
+        )
+
+    def _get_num_multimodal_tokens(
+        self, image_sizes: list | None = None, video_sizes: list | None = None, **kwargs
+    ) -> MultiModalData:
+        """LLM tokens of each image (`(height, width)`) or video (`(frames, height, width)`) a call would
+        give, without processing them (vLLM's helper): an image takes its interface's queries whatever its
+        size; a video its sampled frames (the video processor's `num_frames`, or all frames with
+        `do_sample_frames=False`) times the queries."""
+        data = {}
+        if image_sizes is not None:
+            data["num_image_tokens"] = [self._queries("image")] * len(image_sizes)
+            data["num_image_patches"] = [1] * len(image_sizes)
+        if video_sizes is not None:
+            videos_kwargs = self._merge_kwargs(self.valid_processor_kwargs, **kwargs)["videos_kwargs"]
+            sampled = videos_kwargs.get("do_sample_frames")
+            if sampled is None:
+                sampled = self.video_processor.do_sample_frames
+            num_frames = videos_kwargs.get("num_frames") or self.video_processor.num_frames
+            data["num_video_tokens"] = [
+                self._queries("video") * (num_frames if sampled else frames) for frames, *_ in video_sizes
+            ]
+        return MultiModalData(**data)
+
+    @staticmethod
+    def _padded_length(samples: list[dict], padding, max_length: int | None, text_options: dict) -> int:
+        """The length every sample is padded to: the longest (`padding` True / "longest"), `max_length`
+        ("max_length"), or the samples' own when they agree (no padding); rounded up to `pad_to_multiple_of`."""
+        longest = max(len(sample["input_ids"]) for sample in samples)
+        if padding in ("max_length", PaddingStrategy.MAX_LENGTH):
+            if max_length is None:
+                raise ValueError('`padding="max_length"` needs `max_length`.')
+            length = max(max_length, longest)
+        elif padding in (False, "do_not_pad", PaddingStrategy.DO_NOT_PAD):
+            lengths = sorted({len(sample["input_ids"]) for sample in samples})
+            if len(lengths) > 1:
+                raise ValueError(
+                    f"`padding={padding!r}` leaves samples of different lengths ({lengths}), which cannot form one "
+                    'tensor; pad them (`padding="longest"`).'
+                )
+            length = longest
+        else:
+            length = longest
+        multiple = text_options.get("pad_to_multiple_of")
+        if multiple:
+            length = -(-length // multiple) * multiple
+        return length
 
     @property
     def audio_goes_to_speech(self) -> bool:
@@ -302,24 +411,35 @@ class XLLMProcessor(ProcessorMixin):
         num_frames: int | None = None,
         max_windows: int | None = None,
         transcripts: list[str] | None = None,
+        **sub_processor_kwargs,
     ) -> dict[str, torch.Tensor]:
         """The model inputs of one modality's items, without text (see `processor_modalities.py` for how
         each kind is prepared): what `__call__` gives for them, and what stage 1 trains on. `num_frames`
         (videos), `max_windows` (sounds; default: the processor's `audio_max_windows`) and `transcripts`
-        (speech: CIF's target lengths) apply to their kinds only."""
+        (speech: CIF's target lengths) apply to their kinds only; `sub_processor_kwargs` (`images_kwargs` /
+        `videos_kwargs` of a call) go to the image or video processor."""
+        sub_processor_kwargs = {**sub_processor_kwargs, "return_tensors": "pt"}
         row = processor_modality(modality)
         sub_processor = getattr(self, row.sub_processor)
+        # Frame sampling of encoded videos happens as they are decoded (by count, or by rate with `fps`);
+        # `do_sample_frames=False` keeps every frame.
+        fps = sub_processor_kwargs.pop("fps", None)
+        do_sample_frames = sub_processor_kwargs.pop("do_sample_frames", None)
         loaded = [
-            self._load(row, item, f"{row.keyword}[{index}]", num_frames) for index, item in enumerate(items)
+            self._load(row, item, f"{row.keyword}[{index}]", num_frames, fps, do_sample_frames)
+            for index, item in enumerate(items)
         ]
         if row.preparation == "video":
-            return {row.outputs[0]: self._video_pixels(loaded, row, num_frames)}
+            if do_sample_frames is False or all(is_encoded_video(item) for item in items):
+                sub_processor_kwargs["do_sample_frames"] = False  # sampled above, or not at all
+                num_frames = None
+            return {row.outputs[0]: self._video_pixels(loaded, row, num_frames, **sub_processor_kwargs)}
         if row.preparation == "audio_windows":
             windows = self.audio_max_windows if max_windows is None else max_windows
             return dict(zip(row.outputs, self._audio_windows(loaded, windows), strict=True))
         if row.preparation == "speech":
             return self._speech_features(loaded, row, transcripts)
-        features = sub_processor(loaded, return_tensors="pt")
+        features = sub_processor(loaded, **sub_processor_kwargs)
         return {row.outputs[0]: features[sub_processor.model_input_names[0]]}
 
     def pad(self, encodings: list, padding_side: str | None = None) -> BatchFeature:
@@ -366,7 +486,15 @@ class XLLMProcessor(ProcessorMixin):
             data[name] = padded_cat(tensors, *fills[name], name)
         return BatchFeature(data)
 
-    def _load(self, row: ProcessorModality, item, name: str, num_frames: int | None = None):
+    def _load(
+        self,
+        row: ProcessorModality,
+        item,
+        name: str,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        do_sample_frames: bool | None = None,
+    ):
         """One item through its row's loader, here so that errors name the processor's argument."""
         sub_processor = getattr(self, row.sub_processor)
         if row.loader == "image":
@@ -374,10 +502,12 @@ class XLLMProcessor(ProcessorMixin):
         if row.loader == "audio":
             return load_audio(item, target_sampling_rate=sub_processor.sampling_rate, name=name)
         if row.loader == "video" and is_encoded_video(item):
-            if num_frames is None:
+            if do_sample_frames is False:
+                return load_video_frames(item, every_frame, name)
+            if num_frames is None and fps is None:
                 num_frames = getattr(sub_processor, "num_frames", None)
             return load_video_frames(
-                item, functools.partial(sub_processor.sample_frames, num_frames=num_frames), name
+                item, functools.partial(sub_processor.sample_frames, num_frames=num_frames, fps=fps), name
             )
         return item
 
@@ -464,13 +594,18 @@ class XLLMProcessor(ProcessorMixin):
             [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in transcripts]
         )
 
-    def _video_pixels(self, videos: list, row: ProcessorModality, num_frames: int | None) -> torch.Tensor:
+    def _video_pixels(
+        self, videos: list, row: ProcessorModality, num_frames: int | None, **video_kwargs
+    ) -> torch.Tensor:
         """(videos, frames, C, H, W) from decoded videos (the loader decoded every file, URL and bytes)."""
-        frames_kwargs = {} if num_frames is None else {"num_frames": num_frames}
+        if num_frames is not None:
+            video_kwargs["num_frames"] = num_frames
         processor = getattr(self, row.sub_processor)
-        return processor(videos, return_tensors="pt", **frames_kwargs)[processor.model_input_names[0]]
+        return processor(videos, **video_kwargs)[processor.model_input_names[0]]
 
-    def _truncate_left(self, sample: dict[str, list], max_length: int, index: int) -> dict[str, list]:
+    def _truncate_left(
+        self, sample: dict[str, list], max_length: int, index: int, warn: bool = True
+    ) -> dict[str, list]:
         """Cut the beginning of a sample longer than `max_length` tokens, after its BOS token, so the
         end of the prompt (the question, `Answer:`) stays; refuse when a media block would be cut."""
         input_ids = sample["input_ids"]
@@ -486,11 +621,12 @@ class XLLMProcessor(ProcessorMixin):
                 f"first {excess} tokens would cut a media placeholder (the first media block starts at token "
                 f"{first_media}). Shorten the text before the media or raise `max_length`."
             )
-        warnings.warn(
-            f"`text[{index}]` is {len(input_ids)} tokens long, more than `max_length`={max_length}; its first "
-            f"{excess} tokens after BOS are cut.",
-            stacklevel=3,
-        )
+        if warn:
+            warnings.warn(
+                f"`text[{index}]` is {len(input_ids)} tokens long, more than `max_length`={max_length}; its first "
+                f"{excess} tokens after BOS are cut.",
+                stacklevel=3,
+            )
         return {key: values[:kept_prefix] + values[cut_end:] for key, values in sample.items()}
 
     def _first_media_block_start(self, input_ids: list[int]) -> int | None:
@@ -547,13 +683,12 @@ class XLLMProcessor(ProcessorMixin):
             samples.append(sample)
         return samples
 
-    def _pad(self, samples: list[dict[str, list]], padding_side: str) -> dict:
+    def _pad(self, samples: list[dict[str, list]], padding_side: str, longest: int) -> dict:
         if padding_side not in ("left", "right"):
             raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
-        longest = max(len(sample["input_ids"]) for sample in samples)
         batch = {"input_ids": [], "attention_mask": []}
         with_offsets = "offset_mapping" in samples[0]
         if with_offsets:
@@ -672,9 +807,19 @@ class XLLMProcessor(ProcessorMixin):
         return ProcessorMixin.get_possibly_dynamic_module(module_name)
 
     @property
+    def padding_side(self) -> str:
+        """The side text is padded on when a call does not say (`padding_side=`)."""
+        return self.text_kwargs["padding_side"]
+
+    @property
     def model_input_names(self) -> list[str]:
-        """Text and Q-Former inputs, then every modality's tensors, as the modality table names them."""
-        return [*TEXT_INPUT_NAMES, *(name for row in MODALITIES.values() for name in row.outputs)]
+        """Text and Q-Former inputs, then the tensors of each modality this processor serves (`modalities`;
+        all when not set), as the modality table names its sub-processor's outputs."""
+        served = self.modalities if self.modalities is not None else list(MODALITIES)
+        return [
+            *TEXT_INPUT_NAMES,
+            *(name for m in MODALITIES if m in served for name in MODALITIES[m].outputs),
+        ]
 
 
 def check_keyword_typos(kwargs: dict) -> None:
@@ -687,6 +832,11 @@ def check_keyword_typos(kwargs: dict) -> None:
                 f"XLLMProcessor got an unexpected keyword argument `{name}` (did you mean `{close[0]}`?); media "
                 f"keywords are {list(keywords())}."
             )
+
+
+def every_frame(metadata, **kwargs) -> list[int]:
+    """Frame indices of a whole video (`do_sample_frames=False`)."""
+    return list(range(metadata.total_num_frames))
 
 
 def padded_cat(tensors: list[torch.Tensor], value: float | None, side: str | None, name: str) -> torch.Tensor:

@@ -35,7 +35,9 @@ CACHE_SUFFIX = ".encoder-features"
 KEY_FILE = "cache_key.json"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Sub-processor settings that name its class rather than change what it computes.
-NOT_PREPROCESSING = ("processor_class", "_processor_class")
+# Keys of a sub-processor's dict that name its class or where its code is (`auto_map`, set when a processor
+# registered for remote code is saved), not how it preprocesses.
+NOT_PREPROCESSING = ("processor_class", "_processor_class", "auto_map")
 
 
 def cache_folder(manifest: str | Path, modality: str) -> Path:
