@@ -6,6 +6,24 @@ from PIL import Image
 
 from xllm.testing import tiny_model_and_processor
 
+# Markers transformers' own conftest registers, used by the common tests `tests/conformance/` runs from its sdist
+# (registered here: a second `conftest.py` under tests/ would shadow this module for `from conftest import ...`).
+TRANSFORMERS_MARKERS = (
+    "flash_attn_test",
+    "flash_attn_3_test",
+    "flash_attn_4_test",
+    "torch_compile_test",
+    "torch_export_test",
+    "generate",
+    "is_training_test",
+    "bitsandbytes",
+)
+
+
+def pytest_configure(config):
+    for marker in TRANSFORMERS_MARKERS:
+        config.addinivalue_line("markers", f"{marker}: a marker of transformers' own test suite")
+
 
 def random_image(seed: int, size: int = 32) -> Image.Image:
     """A reproducible RGB noise image."""
