@@ -313,7 +313,7 @@ class XLLMPreTrainedModel(PreTrainedModel):
         if kwargs.get("quantization_config") is not None:
             kwargs["quantization_config"] = llm_only_quantization(kwargs["quantization_config"])
         left_out = ENCODERS_LEFT_OUT.set(frozenset(kwargs.pop("without_encoders", ())))
-        source = CODE_SOURCE.set(
+        code_from = CODE_SOURCE.set(
             code_source(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
         )
         try:
@@ -326,7 +326,7 @@ class XLLMPreTrainedModel(PreTrainedModel):
             ) from error
         finally:
             ENCODERS_LEFT_OUT.reset(left_out)
-            CODE_SOURCE.reset(source)
+            CODE_SOURCE.reset(code_from)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
         base = getattr(model, "model", model)
         if base.encoders_left_out:
