@@ -19,6 +19,7 @@ from .model_modalities import (
     model_modality,
     token_id_key,
 )
+from .remote_code_llm import UnresolvedRemoteCodeConfig, needs_remote_code
 
 # Encoders of this package must resolve from `config.json` also where `xllm` is not installed
 # (remote code), so their configs register themselves here.
@@ -173,6 +174,8 @@ class XLLMConfig(PreTrainedConfig):
             setattr(self, interface_config_key(modality), interface)
             setattr(self, token_id_key(modality), kwargs.pop(token_id_key(modality), None))
         refuse_unknown_modality_keys(kwargs)
+        if needs_remote_code(self.text_config):  # the LLM's classes come from code, at model building
+            self.text_config = UnresolvedRemoteCodeConfig(**self.text_config)
         super().__post_init__(**kwargs)
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True

@@ -55,6 +55,7 @@ from .modeling_pointbert import XLLMPointBertModel
 from .modeling_qformer import QFormerInterface
 from .modeling_splice import splice_variable_length_features
 from .modeling_x2l import FP32_MODULES
+from .remote_code_llm import CODE_SOURCE, code_source, resolve_text_config, save_llm_code
 
 # Encoders whose config class has no entry in `AutoModel`'s mapping.
 ENCODER_CLASSES_OUTSIDE_AUTO = {
@@ -282,6 +283,11 @@ class XLLMPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
 
+    def __init__(self, config: XLLMConfig, *inputs, **kwargs):
+        # An LLM running its own code gets its classes from the folder `from_pretrained` reads (remote_code_llm.py).
+        config.text_config = resolve_text_config(config.text_config, CODE_SOURCE.get())
+        super().__init__(config, *inputs, **kwargs)
+
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, with the default freezing applied again: loading
@@ -296,7 +302,10 @@ class XLLMPreTrainedModel(PreTrainedModel):
         weights back from the folder they were not loaded from, so its folders stay complete.
 
         `quantization_config` (e.g. `BitsAndBytesConfig(load_in_4bit=True)`) quantizes the LLM only: the
-        encoders, interfaces and LM head join its skip modules (`llm_only_quantization`)."""
+        encoders, interfaces and LM head join its skip modules (`llm_only_quantization`).
+
+        An LLM that runs its own code (saved with its code files and `auto_map`) needs `trust_remote_code=True`,
+        also through the Auto classes; its classes then come from this folder's code."""
         # Imported here: files that travel with checkpoints import only torch and transformers at the top.
         from safetensors import SafetensorError
 
@@ -304,6 +313,9 @@ class XLLMPreTrainedModel(PreTrainedModel):
         if kwargs.get("quantization_config") is not None:
             kwargs["quantization_config"] = llm_only_quantization(kwargs["quantization_config"])
         left_out = ENCODERS_LEFT_OUT.set(frozenset(kwargs.pop("without_encoders", ())))
+        code_from = CODE_SOURCE.set(
+            code_source(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
+        )
         try:
             loaded = super().from_pretrained(*args, **kwargs)
         except SafetensorError as error:
@@ -314,6 +326,7 @@ class XLLMPreTrainedModel(PreTrainedModel):
             ) from error
         finally:
             ENCODERS_LEFT_OUT.reset(left_out)
+            CODE_SOURCE.reset(code_from)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
         base = getattr(model, "model", model)
         if base.encoders_left_out:
@@ -330,7 +343,8 @@ class XLLMPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """`PreTrainedModel.save_pretrained`, plus the model card (README.md) when a card writer is
         registered and the folder has no card yet (a richer one, e.g. with evaluation results, is kept).
-        Encoders left out at loading (`without_encoders`) are written from the folder they came from."""
+        Encoders left out at loading (`without_encoders`) are written from the folder they came from; an LLM that
+        runs its own code has its code files copied in (`save_llm_code`)."""
         base = getattr(self, "model", self)
         if base.encoders_left_out:
             state_dict = kwargs.pop("state_dict", None) or self.state_dict()
@@ -343,6 +357,7 @@ class XLLMPreTrainedModel(PreTrainedModel):
                 "AutoModel": f"{module}.XLLMModel",
                 "AutoModelForImageTextToText": f"{module}.XLLMForConditionalGeneration",
             }
+        save_llm_code(base.language_model, self.config.text_config, save_directory)
         super().save_pretrained(save_directory, *args, **kwargs)
         card = os.path.join(save_directory, "README.md")
         if self.model_card_writer is not None and not os.path.isfile(card):
