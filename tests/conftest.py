@@ -17,6 +17,7 @@ TRANSFORMERS_MARKERS = (
     "generate",
     "is_training_test",
     "bitsandbytes",
+    "accelerate_tests",
 )
 
 

@@ -14,12 +14,12 @@ def test_every_frame_reads_its_own_samples_instruction_at_batch_two(tiny_model, 
     )
     instructions = {name: inputs[name] for name in ("qformer_input_ids", "qformer_attention_mask")}
     with torch.no_grad():
-        batched = tiny_model.get_video_features(inputs["pixel_values_videos"], **instructions)
+        batched = tiny_model.get_video_features(inputs["pixel_values_videos"], **instructions).pooler_output
         for sample in range(2):
             alone = tiny_model.get_video_features(
                 inputs["pixel_values_videos"][sample : sample + 1],
                 **{name: value[sample : sample + 1] for name, value in instructions.items()},
-            )
+            ).pooler_output
             torch.testing.assert_close(batched[sample : sample + 1], alone, atol=1e-5, rtol=1e-5)
     assert not torch.equal(instructions["qformer_input_ids"][0], instructions["qformer_input_ids"][1])
 
