@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,6 +46,23 @@ LOAD_WITHOUT_XLLM = textwrap.dedent(
 )
 
 
+def load_without_xllm(folder: Path, scratch: Path) -> tuple[dict, torch.Tensor]:
+    """Load `folder` with `trust_remote_code=True` in a fresh interpreter that cannot import `xllm`: what it
+    loaded (`LOAD_WITHOUT_XLLM`'s report) and its logits for one image and a question."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(scratch / "modules")}
+    environment.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", LOAD_WITHOUT_XLLM, str(folder), str(scratch / "logits.pt")],
+        cwd=scratch,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), torch.load(scratch / "logits.pt")
+
+
 def test_saved_folder_loads_and_computes_the_same_logits_without_the_xllm_package(tmp_path):
     model, processor = tiny_model_and_processor()
     folder = save_for_hub(model, processor, tmp_path / "model")
@@ -54,18 +72,7 @@ def test_saved_folder_loads_and_computes_the_same_logits_without_the_xllm_packag
         path.name for path in folder.iterdir()
     }
 
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    environment.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", LOAD_WITHOUT_XLLM, str(folder), str(tmp_path / "logits.pt")],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report, logits = load_without_xllm(folder, tmp_path)
     assert report["model_module"].startswith("transformers_modules.")
     assert report["processor_module"].startswith("transformers_modules.")
     assert not report["xllm_imported"]
@@ -73,4 +80,4 @@ def test_saved_folder_loads_and_computes_the_same_logits_without_the_xllm_packag
     inputs = processor(images=[np.full((32, 32, 3), 200, dtype=np.uint8)], text="<image> what colour is it ?")
     with torch.no_grad():
         expected = model(**inputs).logits
-    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)

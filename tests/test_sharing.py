@@ -7,10 +7,7 @@ the commit operations to check what would have been uploaded.
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ import pytest
 import torch
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from huggingface_hub.errors import EntryNotFoundError
-from test_remote_code import LOAD_WITHOUT_XLLM
+from test_remote_code import load_without_xllm
 
 from xllm.testing import tiny_model_and_processor
 
@@ -31,22 +28,10 @@ def model_and_processor():
 
 
 def logits_without_xllm(folder: Path, scratch: Path) -> torch.Tensor:
-    """Load `folder` with `trust_remote_code=True` in a fresh interpreter that cannot import `xllm` and
-    return its logits for one image and a question (see tests/test_remote_code.py)."""
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(scratch / "modules")}
-    environment.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", LOAD_WITHOUT_XLLM, str(folder), str(scratch / "logits.pt")],
-        cwd=scratch,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    """Load `folder` with `trust_remote_code=True` where `xllm` cannot be imported; its logits for one image."""
+    report, logits = load_without_xllm(folder, scratch)
     assert report["model_module"].startswith("transformers_modules.") and not report["xllm_imported"]
-    return torch.load(scratch / "logits.pt")
+    return logits
 
 
 def expected_logits(model, processor) -> torch.Tensor:
