@@ -73,25 +73,6 @@ FIXED = {
 }
 
 
-def top_level_sections(text: str) -> dict[str, tuple[int, str]]:
-    """Each top-level block of a yaml file (`model:`, `datasets:`, `run:`) with its first line number.
-
-    Parsed apart so that a config whose `datasets:` block does not parse (the `objaverse_qa.yaml`
-    files have a key at column 0 inside it) still gives its `run:` block.
-    """
-    sections, name, start, lines = {}, None, 0, []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line and not line[0].isspace() and not line.startswith("#") and line.rstrip().endswith(":"):
-            if name is not None:
-                sections[name] = (start, "\n".join(lines))
-            name, start, lines = line.rstrip()[:-1].strip(), number, [line]
-        elif name is not None:
-            lines.append(line)
-    if name is not None:
-        sections[name] = (start, "\n".join(lines))
-    return sections
-
-
 def key_lines(block: str, first_line: int) -> dict[str, int]:
     """Line number of each key directly under a block (two-space indented `key:`)."""
     lines = {}
@@ -103,7 +84,10 @@ def key_lines(block: str, first_line: int) -> dict[str, int]:
 
 
 def section(text: str, name: str, where: str) -> tuple[dict, dict[str, int]]:
-    sections = top_level_sections(text)
+    # Imported here: importing from `xllm.processing` loads the processor, and this module stays light.
+    from xllm.processing.prompt_formats_xllm import lavis_yaml_sections
+
+    sections = lavis_yaml_sections(text)
     if name not in sections:
         return {}, {}
     first_line, block = sections[name]

@@ -377,6 +377,23 @@ class LavisEvalConfig:
     run: dict = field(repr=False)
 
 
+def lavis_yaml_sections(text: str) -> dict[str, tuple[int, str]]:
+    """Each top-level block of a LAVIS yaml (`model:`, `datasets:`, `run:`) with its first line number, parsed
+    apart so that a config whose `datasets:` block does not parse (the `objaverse_qa.yaml` files have a key at
+    column 0 inside it) still gives the others."""
+    sections, name, start, lines = {}, None, 0, []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line and not line[0].isspace() and not line.startswith("#") and line.rstrip().endswith(":"):
+            if name is not None:
+                sections[name] = (start, "\n".join(lines))
+            name, start, lines = line.rstrip()[:-1].strip(), number, [line]
+        elif name is not None:
+            lines.append(line)
+    if name is not None:
+        sections[name] = (start, "\n".join(lines))
+    return sections
+
+
 def read_lavis_yaml(path: Path) -> dict:
     """A LAVIS yaml as a dict. Some published ones are not valid YAML (vicuna7b/pc/objaverse_qa.yaml:105 has
     `train:` at column 0, inside `datasets:`), which LAVIS's own loader (OmegaConf, over PyYAML) refuses too;
@@ -390,11 +407,11 @@ def read_lavis_yaml(path: Path) -> dict:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
         config, broken = {}, []
-        for section in re.split(r"(?m)^(?=[A-Za-z_][\w-]*:)", text):
+        for name, (_, block) in lavis_yaml_sections(text).items():
             try:
-                config.update(yaml.safe_load(section) or {})
+                config.update(yaml.safe_load(block) or {})
             except yaml.YAMLError:
-                broken.append(section.split(":", 1)[0])
+                broken.append(name)
         warnings.warn(
             f"{path} is not valid YAML ({error.problem}); left out what does not parse: {broken}",
             stacklevel=3,
@@ -481,6 +498,7 @@ __all__ = [
     "encode_pieces",
     "lavis_eval_config",
     "lavis_model_default_format",
+    "lavis_yaml_sections",
     "prompt_format_dict",
     "prompt_format_from",
     "split_media",
