@@ -119,3 +119,30 @@ def test_token_counts_helper_matches_the_call(tiny_processor, sampling):
     )
     assert (inputs["mm_token_type_ids"] == 1).sum(-1).tolist() == counts["num_image_tokens"]
     assert (inputs["mm_token_type_ids"] == 2).sum(-1).tolist() == counts["num_video_tokens"]
+
+
+@pytest.mark.filterwarnings("ignore:.*fbank frames; keeping")
+@pytest.mark.filterwarnings("ignore:.*windows; keeping the first")
+@pytest.mark.parametrize(
+    "windowing", [{}, {"audio_max_windows": 1}, {"num_windows": 2}], ids=["every_window", "capped", "fixed"]
+)
+def test_audio_token_counts_helper_matches_the_call(tiny_processor, windowing):
+    """vLLM's helper counts each sound's LLM tokens from its length alone, as the call lays them out
+    (lengths off the hop and window grid, one shorter than a window, one of several windows)."""
+    import copy
+
+    processor = copy.deepcopy(tiny_processor)
+    call_options = {k: v for k, v in windowing.items() if k != "num_windows"}
+    if "num_windows" in windowing:
+        processor.audio_feature_extractor.num_windows = windowing["num_windows"]
+    rate = processor.audio_feature_extractor.sampling_rate
+    lengths = [rate, 4 * rate, int(1.7 * rate) + 50, 12 * rate + 7]
+    clips = [np.zeros(length, dtype=np.float32) for length in lengths]
+    inputs = processor(
+        text=["a sound <audio> what"] * len(clips), audio=clips, return_mm_token_type_ids=True, **call_options
+    )
+    counts = processor._get_num_multimodal_tokens(audio_lengths=lengths, **call_options)
+    from_call = (inputs["mm_token_type_ids"] == 3).sum(-1).tolist()
+    assert from_call == counts["num_audio_tokens"]
+    if not windowing:  # the lengths matter: the clips take different numbers of windows
+        assert len(set(from_call)) > 1

@@ -18,7 +18,7 @@ import numpy as np
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 from .audio_loading_xllm import load_audio_batch
-from .kaldi_fbank_xllm import INT16_SCALE, kaldi_fbank
+from .kaldi_fbank_xllm import INT16_SCALE, kaldi_fbank, kaldi_frame_count
 
 BEATS_FBANK_MEAN = 15.41663
 BEATS_FBANK_STD = 6.55582
@@ -77,6 +77,16 @@ class XLLMAudioFeatureExtractor(SequenceFeatureExtractor):
     def frames_per_window(self) -> int:
         """Fbank frames in one window: 512 for 5.12 s at a 10 ms shift."""
         return round(self.window_seconds * 1000 / self.frame_shift_ms)
+
+    def windows_of(self, num_samples: int, max_windows: int | None = None) -> int:
+        """Real windows a clip of `num_samples` samples (at `sampling_rate`) gets, without featurising it; what
+        `window_mask` sums to for that clip (vLLM's token-count helper reads it)."""
+        if self.num_windows is not None:
+            return self.num_windows
+        frames = kaldi_frame_count(num_samples, self.sampling_rate, self.frame_length_ms, self.frame_shift_ms)
+        windows = math.ceil(frames / self.frames_per_window)
+        max_windows = self.max_windows if max_windows is None else max_windows
+        return windows if max_windows is None else min(windows, max_windows)
 
     def clip_features(self, waveform: np.ndarray) -> np.ndarray:
         """BEATs-normalised fbank `(frames, feature_size)` of one mono waveform in [-1, 1] at `sampling_rate`."""

@@ -29,6 +29,15 @@ def _samples_per_ms(sampling_rate: int, milliseconds: float) -> int:
     return int(sampling_rate * milliseconds * 0.001)
 
 
+def kaldi_frame_count(
+    num_samples: int, sampling_rate: int, frame_length_ms: float, frame_shift_ms: float
+) -> int:
+    """Frames `kaldi_fbank` gives for `num_samples` samples (snip-edges), without computing them; 0 below one frame."""
+    frame_length = _samples_per_ms(sampling_rate, frame_length_ms)
+    frame_shift = _samples_per_ms(sampling_rate, frame_shift_ms)
+    return 0 if num_samples < frame_length else 1 + (num_samples - frame_length) // frame_shift
+
+
 def kaldi_fbank(
     waveform: np.ndarray,
     sampling_rate: int,

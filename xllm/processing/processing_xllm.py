@@ -9,12 +9,15 @@ instruction-aware Q-Formers read is tokenized separately with the Q-Former's tok
 
 import difflib
 import functools
+import math
 import re
 import warnings
 from importlib import resources
 
 import torch
 from transformers import BatchFeature
+from transformers.audio_utils import AudioInput
+from transformers.image_utils import ImageInput
 from transformers.processing_utils import (
     AudioKwargs,
     MultiModalData,
@@ -23,6 +26,7 @@ from transformers.processing_utils import (
     Unpack,
 )
 from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
+from transformers.video_utils import VideoInput
 
 from .audio_loading_xllm import load_audio
 from .chat_messages_xllm import check_conversation, conversation_instruction, media_of, without_content_types
@@ -224,13 +228,13 @@ class XLLMProcessor(ProcessorMixin):
 
     def __call__(
         self,
-        images=None,
+        images: ImageInput | None = None,
         text: str | list[str] | None = None,
-        videos=None,
-        audio=None,
+        videos: VideoInput | None = None,
+        audio: AudioInput | None = None,
         *,
-        speech=None,
-        point_clouds=None,
+        speech: AudioInput | None = None,
+        point_clouds: list | None = None,
         speech_transcripts: list[str] | None = None,
         instructions: str | list[str] | None = None,
         precomputed_windows: dict[str, list[int]] | None = None,
@@ -348,18 +352,71 @@ class XLLMProcessor(ProcessorMixin):
             "return_mm_token_type_ids"
         ):  # 1 image, 2 video, 3 audio placeholders (vLLM reads them)
             data["mm_token_type_ids"] = self.create_mm_token_type_ids(data["input_ids"])
+        wants_replacements = options.get("return_text_replacement_offsets") or text_options.get(
+            "return_text_replacement_offsets"
+        )
+        # `offset_mapping` is in the text's own coordinates (expanded placeholders keep theirs), so it needs no
+        # replacement offsets to map it back; transformers' assistant masks (which ask for both) would shift it.
+        if wants_replacements and not return_offsets_mapping:
+            data["text_replacement_offsets"] = self._replacement_offsets(data["input_ids"], tokens_per_item)
         return BatchFeature(
-            data, tensor_type=text_options.get("return_tensors"), skip_tensor_conversion=["offset_mapping"]
+            data,
+            tensor_type=text_options.get("return_tensors"),
+            skip_tensor_conversion=["offset_mapping", "text_replacement_offsets"],
         )
 
+    def _replacement_offsets(self, input_ids: list[list[int]], tokens_per_item: dict[str, list[int]]) -> list:
+        """Where each media block (its cue and repeated placeholders) lies in each sample's decoded text:
+        per sample, `{"type", "replacement", "new_span"}` dicts in text order, spans indexing
+        `tokenizer.batch_decode(input_ids, skip_special_tokens=False)` (what vLLM reads). The expansion is
+        done on token ids, so the spans are found in the decoded text rather than carried from the text."""
+        modality_of = {token_id: m for m, token_id in self.placeholder_ids.items()}
+        item_lengths = {m: iter(lengths) for m, lengths in tokens_per_item.items()}
+        offsets = []
+        for sample_ids in input_ids:
+            decoded = self.tokenizer.decode(sample_ids, skip_special_tokens=False)
+            sample_offsets, position, cursor = [], 0, 0
+            while position < len(sample_ids):
+                modality = modality_of.get(sample_ids[position])
+                if modality is None:
+                    position += 1
+                    continue
+                repeats = next(item_lengths[modality]) if modality in item_lengths else 1
+                start = position - len(self.cue_token_ids.get(modality, []))
+                replacement = self.tokenizer.decode(
+                    sample_ids[start : position + repeats], skip_special_tokens=False
+                )
+                char_start = decoded.find(replacement, cursor)
+                cursor = char_start + len(replacement)
+                sample_offsets.append(
+                    {"type": modality, "replacement": replacement, "new_span": (char_start, cursor)}
+                )
+                position += repeats
+            offsets.append(sample_offsets)
+        return offsets
+
     def _get_num_multimodal_tokens(
-        self, image_sizes: list | None = None, video_sizes: list | None = None, **kwargs
+        self,
+        image_sizes: list | None = None,
+        video_sizes: list | None = None,
+        audio_lengths: list[int] | None = None,
+        **kwargs,
     ) -> MultiModalData:
-        """LLM tokens of each image (`(height, width)`) or video (`(frames, height, width)`) a call would
-        give, without processing them (vLLM's helper): an image takes its interface's queries whatever its
-        size; a video its sampled frames (the video processor's `num_frames`, or all frames with
-        `do_sample_frames=False`) times the queries."""
+        """LLM tokens of each image (`(height, width)`), video (`(frames, height, width)`) or sound (its length
+        in samples at the audio extractor's rate) a call would give, without processing them (vLLM's helper):
+        an image takes its interface's queries whatever its size; a video its sampled frames (the video
+        processor's `num_frames`, or all frames with `do_sample_frames=False`) times the queries; a sound its
+        windows times the queries. Sounds that go to the speech interface (a model without an audio interface)
+        are not counted: CIF decides their length."""
         data = {}
+        if audio_lengths is not None and not self.audio_goes_to_speech:
+            max_windows = self._merge_kwargs(self.valid_processor_kwargs, **kwargs)["audio_kwargs"].get(
+                "max_windows"
+            )
+            data["num_audio_tokens"] = [
+                self._queries("audio") * self._audio_windows_of(length, max_windows)
+                for length in audio_lengths
+            ]
         if image_sizes is not None:
             data["num_image_tokens"] = [self._queries("image")] * len(image_sizes)
             data["num_image_patches"] = [1] * len(image_sizes)
@@ -522,6 +579,15 @@ class XLLMProcessor(ProcessorMixin):
         else:
             windows = [media.shape[1]] * len(media)
         return [self._queries(modality) * count for count in windows]
+
+    def _audio_windows_of(self, num_samples: int, max_windows: int | None) -> int:
+        """Real windows `_audio_windows` gives a sound of `num_samples` samples."""
+        extractor = self.audio_feature_extractor
+        if hasattr(extractor, "windows_of"):  # the extractor windows itself (BEATs)
+            return extractor.windows_of(num_samples, max_windows)
+        window_samples = round(self.resolved_audio_window_seconds * extractor.sampling_rate)
+        windows = max(1, math.ceil(num_samples / window_samples))  # as `split_waveform` cuts
+        return windows if max_windows is None else min(windows, max_windows)
 
     def _audio_windows(self, waveforms: list, max_windows: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(audios, windows, *window_input) features and the (audios, windows) mask of real windows."""
@@ -735,8 +801,7 @@ class XLLMProcessor(ProcessorMixin):
             padding="longest",
             truncation=True,
             max_length=self.instruction_max_length,
-            return_tensors="pt",
-        )
+        )  # lists: the processor's `BatchFeature` makes the tensors of the asked type, in one pass with the rest
         return {
             "qformer_input_ids": encoding["input_ids"],
             "qformer_attention_mask": encoding["attention_mask"],
