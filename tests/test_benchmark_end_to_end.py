@@ -102,6 +102,9 @@ def test_benchmark_runs_end_to_end_from_its_real_files_and_reports_every_field(
         assert set(report["not_provided"]) == {"meteor", "spice"}
     assert report["settings"]["decoding"] == benchmark.decoding
     assert report["published"]["source"] and report["preset"] == "x-instructblip-7b"
+    metric = report["published"]["metric"]
+    assert report["published"]["ours"] == round(100 * report["metrics"][metric], 2)
+    assert report["settings"]["decoding_sources"]["num_beams"] == "command line"
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert name in markdown and "Published figure for preset x-instructblip-7b" in markdown
     assert len(predictions(tmp_path / "out")) == report["items"]
@@ -198,8 +201,10 @@ def test_an_interrupted_run_resumes_to_the_report_of_an_uninterrupted_one(
             "--batch-size",
             "1",
         )
-    cache = (tmp_path / "resumed" / "cache.jsonl").read_text().splitlines()
+    cache_path = tmp_path / "resumed" / "cache.jsonl"
+    cache = cache_path.read_text().splitlines()
     assert len(cache) == 1 + 2 and "settings" in json.loads(cache[0])
+    cache_path.write_text("\n".join(cache[:2]) + "\n" + cache[2][:12])  # killed while writing the second item
     calls.clear()
     monkeypatch.setattr(
         generation_module, "generate_answers", lambda *a, **k: calls.append(1) or generate(*a, **k)
@@ -211,7 +216,7 @@ def test_an_interrupted_run_resumes_to_the_report_of_an_uninterrupted_one(
     def without_paths(report: dict) -> dict:
         return {k: v for k, v in report.items() if k not in ("model", "annotations", "media_dir")}
 
-    assert len(calls) == 1  # only the third item was left to run
+    assert len(calls) == 2  # the items whose answers the cache lacks: the second (cut short) and the third
     assert without_paths(resumed) == without_paths(whole)
     assert predictions(tmp_path / "resumed") == predictions(tmp_path / "whole")
 

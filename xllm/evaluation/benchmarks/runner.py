@@ -216,7 +216,10 @@ def predict_benchmark(
         unit="item",
         disable=not run.progress,
     )
+    ends_cut_short = cache_path.read_bytes()[-1:] not in (b"", b"\n")
     with cache_path.open("a", encoding="utf-8") as cache:
+        if ends_cut_short:  # a line cut short by a killed run stays a line of its own (`read_cache` skips it)
+            cache.write("\n")
         for start in range(0, len(rows), run.batch_size):
             pending = [row for row in rows[start : start + run.batch_size] if row["id"] not in predictions]
             examples = []
@@ -291,6 +294,8 @@ def run_benchmark(run: BenchmarkRun) -> dict:
     metrics = task.score(scored, answers) if scored else {}
     result = EvaluationResult(task.name, metrics, answers, generation)
     figure = published_figure(benchmark.name, run.preset)
+    if figure["metric"] in metrics:  # ours as the papers print it: percent, CIDEr x 100
+        figure = {**figure, "ours": round(100 * metrics[figure["metric"]], 2)}
     details = {
         "benchmark": benchmark.name,
         "modality": benchmark.modality,
@@ -307,7 +312,10 @@ def run_benchmark(run: BenchmarkRun) -> dict:
         "settings": {
             "prompt_format": settings["prompt_format"],
             "decoding": decoding_name,
-            "decoding_sources": decoding["sources"] if decoding else {},
+            "decoding_sources": {
+                **(decoding["sources"] if decoding else {}),
+                **{name: "command line" for name in run.generation_overrides},
+            },
             "classify_by": "likelihood" if task.method == "likelihood" else "generation",
             "batch_size": run.batch_size,
         },
@@ -347,11 +355,12 @@ def benchmark_markdown(report: dict) -> str:
     lines += [f"| {name} | {reason} | {NONE} |" for name, reason in report["not_provided"].items()]
     figure = report["published"]
     published = NONE if figure["value"] is None else f"{figure['value']} ({figure['metric']})"
+    ours = f"; ours as the paper prints it: {figure['ours']}" if "ours" in figure else ""
     lines += [
         "",
         f"Intervals: {report['intervals']['method']}.",
         "",
-        f"Published figure for preset {report['preset'] or NONE}: {published}. Source: {figure['source']}.",
+        f"Published figure for preset {report['preset'] or NONE}: {published}{ours}. Source: {figure['source']}.",
         "",
         "## Settings",
         "",
