@@ -259,3 +259,49 @@ def test_readme_benchmark_table_is_the_generated_one():
     assert TABLE_START in text and TABLE_END in text
     shown = text.split(TABLE_START)[1].split(TABLE_END)[0].strip("\n")
     assert shown == benchmark_table(BENCHMARKS).strip("\n"), "run `python scripts/make_benchmark_table.py`"
+
+
+def test_gqa_reads_lavis_list_layout_as_gqa_own_object_layout(tmp_path):
+    annotations, media_dir = LAYOUTS["gqa_testdev"](tmp_path / "data")
+    official = BENCHMARKS["gqa_testdev"].read(annotations, media_dir, ImportOptions())
+    content = json.loads(annotations.read_text())
+    lavis = [
+        {"question_id": qid, "image": f"{q['imageId']}.jpg", "question": q["question"], "answer": q["answer"]}
+        for qid, q in content.items()
+    ]
+    lavis_file = tmp_path / "lavis" / "testdev_balanced_questions.json"
+    lavis_file.parent.mkdir()
+    lavis_file.write_text(json.dumps(lavis))
+    assert BENCHMARKS["gqa_testdev"].read(lavis_file.parent, media_dir, ImportOptions()) == official
+
+
+def test_vatex_reads_lavis_cap_val_as_vatex_own_file(tmp_path):
+    annotations, media_dir = LAYOUTS["vatex_caption_val"](tmp_path / "data")
+    own = BENCHMARKS["vatex_caption_val"].read(annotations, media_dir, ImportOptions())
+    records = [
+        {"video": f"{r['videoID']}.mp4", "caption": caption}
+        for r in json.loads(annotations.read_text())
+        for caption in r["enCap"]
+    ]
+    lavis_dir = tmp_path / "lavis"
+    lavis_dir.mkdir()
+    (lavis_dir / "cap_val.json").write_text(json.dumps(records))
+    assert BENCHMARKS["vatex_caption_val"].read(lavis_dir, media_dir, ImportOptions()) == own
+    assert all(len(row["references"]) == 10 for row in own)
+
+
+def test_vqa_rows_keep_every_annotators_answer_and_name_the_coco_image(tmp_path):
+    annotations, media_dir = LAYOUTS["vqav2_val"](tmp_path / "data")
+    row = BENCHMARKS["vqav2_val"].read(annotations, media_dir, ImportOptions())[0]
+    assert row["answers"] == ["red"] * 7 + ["blue"] * 3 and row["prompt"] == "what colour is it?"
+    assert row["images"] == str((media_dir / "val2014" / "COCO_val2014_000000262148.jpg").absolute())
+
+
+def test_vqa_needs_the_folder_of_its_two_files(tmp_path):
+    annotations, media_dir = LAYOUTS["okvqa_val"](tmp_path / "data")
+    with pytest.raises(
+        ValueError, match="must be the folder holding OpenEnded_mscoco_val2014_questions.json"
+    ):
+        BENCHMARKS["okvqa_val"].read(
+            annotations / "mscoco_val2014_annotations.json", media_dir, ImportOptions()
+        )
