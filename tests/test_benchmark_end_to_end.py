@@ -22,7 +22,7 @@ TABLE_START, TABLE_END = (
 )
 FAST = ["--num-beams", "1", "--max-new-tokens", "2", "--min-new-tokens", "1", "--batch-size", "2"]
 REPORT_FIELDS = {
-    "benchmark", "modality", "task", "method", "metrics", "intervals", "items", "scored", "failed", "failures",
+    "benchmark", "modality", "task", "method", "metrics", "intervals", "interval_method", "items", "scored", "failed", "failures",
     "partial", "total_items", "not_provided", "settings", "generation", "preset", "published", "model",
     "annotations", "media_dir",
 }  # fmt: skip
@@ -94,10 +94,9 @@ def test_benchmark_runs_end_to_end_from_its_real_files_and_reports_every_field(
     assert report["partial"] is False and report["failures"] == []
     assert report["metrics"] and all(isinstance(value, float) for value in report["metrics"].values())
     for metric, interval in report["intervals"].items():
-        if metric != "method":
-            assert interval["low"] <= report["metrics"][metric] <= interval["high"]
+        assert interval["low"] <= report["metrics"][metric] <= interval["high"]
     if benchmark.task in ("vqa", "classification", "discrn"):
-        assert set(report["intervals"]) > {"method"}
+        assert report["intervals"] and report["interval_method"].startswith("Wilson score interval")
     if benchmark.task == "captioning":
         assert set(report["not_provided"]) == {"meteor", "spice"}
     assert report["settings"]["decoding"] == benchmark.decoding

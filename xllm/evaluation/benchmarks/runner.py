@@ -307,7 +307,8 @@ def run_benchmark(run: BenchmarkRun) -> dict:
         ],
         "partial": len(rows) < total,
         "total_items": total,
-        "intervals": {"method": INTERVAL_METHOD, **metric_intervals(metrics, len(scored))},
+        "intervals": metric_intervals(metrics, len(scored)),
+        "interval_method": INTERVAL_METHOD,
         "not_provided": NOT_PROVIDED.get(task.name, {}),
         "settings": {
             "prompt_format": settings["prompt_format"],
@@ -358,7 +359,7 @@ def benchmark_markdown(report: dict) -> str:
     ours = f"; ours as the paper prints it: {figure['ours']}" if "ours" in figure else ""
     lines += [
         "",
-        f"Intervals: {report['intervals']['method']}.",
+        f"Intervals: {report['interval_method']}.",
         "",
         f"Published figure for preset {report['preset'] or NONE}: {published}{ours}. Source: {figure['source']}.",
         "",
