@@ -304,3 +304,13 @@ def test_vqa_needs_the_folder_of_its_two_files(tmp_path):
         BENCHMARKS["okvqa_val"].read(
             annotations / "mscoco_val2014_annotations.json", media_dir, ImportOptions()
         )
+
+
+def test_a_benchmark_name_registered_twice_is_refused():
+    from types import SimpleNamespace
+
+    from xllm.evaluation.benchmarks import collect
+
+    family = SimpleNamespace(__name__="family", BENCHMARKS=(BENCHMARKS["nocaps_val"],))
+    with pytest.raises(ValueError, match="'nocaps_val' is registered twice"):
+        collect([family, family])
