@@ -201,7 +201,7 @@ def run_settings(run: BenchmarkRun, task: Task, generation: dict, processor) -> 
 
 
 def predict_benchmark(
-    run: BenchmarkRun, task: Task, rows: list[dict], answer, cache_path: Path, finished: dict[str, str]
+    run: BenchmarkRun, rows: list[dict], answer, cache_path: Path, finished: dict[str, str]
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Predictions (id -> answer, the cache's included) and failures (id -> reason) of every row, chunk by
     chunk, each chunk's answers appended to the cache as soon as they exist."""
@@ -288,7 +288,7 @@ def run_benchmark(run: BenchmarkRun) -> dict:
     def answer(examples: list[dict]) -> list[str]:
         return predict_examples(task, examples, generate, overrides, rank)[0]
 
-    predictions, failures = predict_benchmark(run, task, rows, answer, cache_path, finished)
+    predictions, failures = predict_benchmark(run, rows, answer, cache_path, finished)
     scored = [row for row in rows if row["id"] in predictions]
     answers = [predictions[row["id"]] for row in scored]
     metrics = task.score(scored, answers) if scored else {}
