@@ -128,6 +128,23 @@ def test_classification_question_lists_every_class_when_an_example_has_no_prompt
     assert user_turn["content"][-1]["text"] == "Which of these is it: blue, green, red?"
 
 
+def test_classification_asks_over_the_classes_column_in_its_order_when_examples_carry_it(image_manifest):
+    classes = ["yellow", "red", "blue", "green"]  # a benchmark's classes: more than a `--limit` run's labels
+    examples = [
+        {**{k: v for k, v in example.items() if k != "prompt"}, "classes": classes}
+        for example in load_manifest(image_manifest, limit=2)
+    ]
+    generator = ScriptedGenerator(["red", "yellow"])
+    result = evaluate_examples(TASKS["classification"], examples, generator)
+    assert generator.calls[0][0][0].conversation[0]["content"][-1]["text"] == (
+        "Which of these is it: yellow, red, blue, green?"
+    )
+    assert result.metrics == {
+        "accuracy": 0.5,
+        "invalid_rate": 0.0,
+    }  # "yellow" is a class, not an invalid answer
+
+
 def test_the_prompt_follows_the_media_in_the_user_turn(image_manifest):
     generator = ScriptedGenerator(["red"] * 3)
     evaluate_examples(TASKS["vqa"], list(load_manifest(image_manifest)), generator)

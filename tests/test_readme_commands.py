@@ -34,6 +34,7 @@ PARSE_ONLY = {
     "xllm serve": "a server runs until it is stopped: the client block below runs against one on a free port",
     " -i ": "an interactive chat reads the terminal: tests/test_chat_terminal.py drives it through a pty",
     "--web": "a web page runs until it is stopped: tests/test_chat_page.py drives it in headless Chromium",
+    "--benchmark": "the benchmarks' own files are not here: tests/test_benchmark_end_to_end.py runs each on its layout",
 }
 SERVER_URL = "http://127.0.0.1:8000/v1"  # the README's client talks to `xllm serve --port 8000`
 

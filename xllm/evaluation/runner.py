@@ -30,16 +30,27 @@ def evaluate_examples(
     generation_overrides: dict | None = None,
     rank: Rank | None = None,
 ) -> EvaluationResult:
-    """Answer every example, by generation with the task's decoding settings (plus overrides) or, for a
-    task of method "likelihood", by ranking candidates with `rank`; score the answers."""
+    """Answer every example (`predict_examples`) and score the answers."""
+    predictions, generation = predict_examples(task, examples, generate, generation_overrides, rank)
+    return EvaluationResult(task.name, task.score(examples, predictions), predictions, generation)
+
+
+def predict_examples(
+    task: Task,
+    examples: list[dict],
+    generate: Generate,
+    generation_overrides: dict | None = None,
+    rank: Rank | None = None,
+) -> tuple[list[str], dict]:
+    """The answer of every example and the decoding settings used: generation with the task's decoding
+    settings (plus overrides) or, for a task of method "likelihood", ranking candidates with `rank` (no
+    decoding settings)."""
     if task.method == "likelihood":
         if rank is None:
             raise ValueError(f"Task {task.name!r} ranks candidates by likelihood: pass `rank`, got None.")
-        predictions = task.predict(examples, rank, {})
-        return EvaluationResult(task.name, task.score(examples, predictions), predictions, {})
+        return task.predict(examples, rank, {}), {}
     generation = {**task.generation, **(generation_overrides or {})}
-    predictions = task.predict(examples, generate, generation)
-    return EvaluationResult(task.name, task.score(examples, predictions), predictions, generation)
+    return task.predict(examples, generate, generation), generation
 
 
 def load_evaluated_model(model_path: str | Path, device: str | None = None):
@@ -61,9 +72,15 @@ def markdown_table(result: EvaluationResult, items: int) -> str:
 
 
 def write_evaluation_report(
-    result: EvaluationResult, examples: list[dict], task: Task, output_dir: str | Path, details: dict
+    result: EvaluationResult,
+    examples: list[dict],
+    task: Task,
+    output_dir: str | Path,
+    details: dict,
+    markdown: str | None = None,
 ) -> dict:
-    """Write report.json, report.md and predictions.jsonl (one line per item) to `output_dir`."""
+    """Write report.json, report.md (`markdown`, else the metrics table) and predictions.jsonl (one line per
+    item) to `output_dir`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = {
@@ -75,7 +92,7 @@ def write_evaluation_report(
         **details,
     }
     (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (output_dir / "report.md").write_text(markdown_table(result, len(examples)))
+    (output_dir / "report.md").write_text(markdown or markdown_table(result, len(examples)))
     with (output_dir / "predictions.jsonl").open("w") as lines:
         for index, (example, prediction) in enumerate(zip(examples, result.predictions, strict=True)):
             item = {
@@ -122,4 +139,11 @@ def run_evaluation(
     return write_evaluation_report(result, examples, task, output_dir, details)
 
 
-__all__ = ["EvaluationResult", "evaluate_examples", "run_evaluation", "write_evaluation_report"]
+__all__ = [
+    "EvaluationResult",
+    "evaluate_examples",
+    "load_evaluated_model",
+    "predict_examples",
+    "run_evaluation",
+    "write_evaluation_report",
+]

@@ -8,7 +8,7 @@ keyword, `messages` or `prompt` / `response`); the other columns it reads:
 | captioning | `prompt` ("A short description.") | `references` (list), else the answer | CIDEr, BLEU-1..4, ROUGE-L |
 | vqa | `prompt`: the question | `answers` (list), else the answer | VQA accuracy |
 | asr | `prompt` ("Transcribe the speech.") | `transcript`, else the answer | WER, CER |
-| classification | `prompt` (lists every label) | `label`, else the answer | classification accuracy |
+| classification | `prompt` (lists every class: `classes`, else every label) | `label`, else the answer | classification accuracy |
 | classification by likelihood | `prompt` (the same); every class ranked | `label`, else the answer | classification accuracy |
 | discrn | the question of the chat (see `discrn.py`) | `label`, else the answer | DisCRn accuracy |
 
@@ -164,6 +164,10 @@ def class_label(example: dict) -> str:
 
 
 def class_names(examples: list[dict]) -> list[str]:
+    """The benchmark's classes where the examples carry them (`classes`, in its order: a `--limit` run still
+    asks over all of them), else every label of the examples, sorted."""
+    if examples and examples[0].get("classes") is not None:
+        return list(examples[0]["classes"])
     return sorted({class_label(example) for example in examples})
 
 
