@@ -34,6 +34,9 @@ class ImportOptions:
     """Choices of the user that change how annotations or media are read."""
 
     allow_pickle: bool = False  # read LAVIS's pickled `.dat` point clouds (unsafe: warns)
+    # Score against the references LAVIS's builder keeps where it drops some (AudioCaps: each clip's first
+    # caption only) rather than every reference the dataset distributes.
+    lavis_references: bool = False
 
 
 Importer = Callable[[Path, Path, ImportOptions], list[dict]]  # (annotations, media_dir, options) -> rows
