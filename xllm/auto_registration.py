@@ -35,6 +35,9 @@ LIGHT_MODULES = frozenset(
         "xllm.evaluation.metric_loading",
         "xllm.evaluation.prompts",
         "xllm.evaluation.tasks",
+        "xllm.evaluation.benchmarks",  # also on issue-18a, with its other modules: keep one of each at merge
+        "xllm.evaluation.benchmarks.annotation_files",
+        "xllm.evaluation.benchmarks.benchmark",
         "xllm.evaluation.benchmarks.annotation_tables",
         "xllm.evaluation.benchmarks.audio",
         "xllm.evaluation.benchmarks.discrn",

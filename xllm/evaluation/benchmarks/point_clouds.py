@@ -22,13 +22,17 @@ import pickle
 import warnings
 from functools import lru_cache
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .annotation_files import annotation_file, media_path
 from .annotation_tables import csv_records, text_lines
 from .benchmark import Benchmark, ImportOptions
 
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy, trimesh and the feature extractor are imported where files are read: the benchmark registry is
+# imported by the command line's help, which must import no heavy package.
 POINT_FILE_SUFFIXES = (".txt", ".npy", ".npz", ".ply", ".off")
 PICKLE_ITEM = "::"  # `{file.dat}::{index}`: one item of a pickled split
 PICKLE_REFUSAL = (
@@ -79,8 +83,10 @@ def pickled_split(path: Path, options: ImportOptions) -> tuple[list, list]:
     return unpickled_split(str(path))
 
 
-def npz_cloud(path: str) -> np.ndarray:
+def npz_cloud(path: str) -> "np.ndarray":
     """The cloud of a `.npz` file: its `arr_0` (how LAVIS's Objaverse files store it), or its only array."""
+    import numpy as np
+
     with np.load(path, allow_pickle=False) as archive:
         names = list(archive.files)
         name = "arr_0" if "arr_0" in names else names[0] if len(names) == 1 else None
@@ -92,7 +98,8 @@ def npz_cloud(path: str) -> np.ndarray:
 def decode_point_cloud(path: str, options: ImportOptions):
     """One point file of a 3D benchmark as the point-cloud feature extractor takes it: an (points, 3 or 6)
     array, or a trimesh geometry for `.ply` / `.off`. A corrupt or unreadable file is a `ValueError` naming it."""
-    # Imported here: the benchmark registry is imported by the command line's help, which must not import torch.
+    import numpy as np
+
     from xllm.processing.feature_extraction_point_cloud_xllm import (
         check_cloud,
         load_mesh_file,
@@ -170,6 +177,8 @@ def read_modelnet40_test(annotations: Path, media_dir: Path, options: ImportOpti
             }
             for shape in shape_ids
         ]
+    import numpy as np
+
     points, labels = pickled_split(dat, options)
     if len(points) != len(shape_ids):
         raise ValueError(
