@@ -30,7 +30,7 @@ def test_every_audio_benchmark_has_a_layout_and_a_published_decoding_config():
 
 def test_audiocaps_gives_each_clip_once_with_every_caption_and_its_whole_second_file(tmp_path):
     rows, media = imported("audiocaps_test", tmp_path)
-    assert [row["id"] for row in rows] == ["--0w1YA1Hm4", "-1nRJqBTnbs"]
+    assert [row["id"] for row in rows] == ["--0w1YA1Hm4", "-1nRJqBTnbs", "0AaAgCDzAI8"]
     assert rows[0]["audio"] == str(media / "test" / "--0w1YA1Hm4_30.flac")
     assert rows[1]["references"] == ["A dog barks repeatedly", "Dogs bark while wind blows"]
     annotations = write_csv(
@@ -50,6 +50,7 @@ def test_audiocaps_with_lavis_references_scores_against_the_first_caption_only(t
     assert [row["references"] for row in rows] == [
         ["A vehicle driving as a man and woman are talking and laughing"],
         ["A dog barks repeatedly"],
+        ["Water runs from a faucet"],
     ]
 
 
@@ -84,6 +85,7 @@ def test_clotho_aqa_keeps_the_unanimous_non_binary_questions_with_lavis_question
     assert [(row["id"], row["prompt"], row["answers"]) for row in rows] == [
         ("0", "What animal is singing?", ["bird"] * 3),
         ("9", "How many horns honk?", ["two"] * 3),
+        ("12", "Where are the birds?", ["trees"] * 3),
     ]
     assert rows[1]["audio"] == str(media / "traffic.wav")
 
@@ -153,8 +155,8 @@ def test_clotho_aqa_rows_are_scored_by_vqa_accuracy_over_the_three_answers(tmp_p
     rows, _ = imported("clotho_aqa_test", tmp_path)
     result = evaluate_examples(TASKS["vqa"], rows, fake_generate(lambda media: "bird"))
     # VQA accuracy over three annotators, as LAVIS's VQAEval scores them (lavis/tasks/vqa.py:173-185): an
-    # answer all three gave scores min(1, 2/3) against each leave-one-out pair, so 2/3; the other item 0.
-    assert result.metrics["vqa_accuracy"] == pytest.approx(1 / 3)
+    # answer all three gave scores min(1, 2/3) against each leave-one-out pair, so 2/3; the other items 0.
+    assert result.metrics["vqa_accuracy"] == pytest.approx(2 / 9)
 
 
 def test_esc50_rows_are_classified_by_likelihood_and_by_generation(tmp_path):

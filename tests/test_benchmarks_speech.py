@@ -63,6 +63,12 @@ def test_aishell_keeps_the_test_speakers_utterances_unsegmented_with_x_llm_instr
             "prompt": XLLM_ASR_INSTRUCTION,
             "transcript": "一二线城市虽然也处于调整中",
         },
+        {
+            "id": "BAC009S0765W0123",
+            "speech": str(media / "wav" / "test" / "S0765" / "BAC009S0765W0123.wav"),
+            "prompt": XLLM_ASR_INSTRUCTION,
+            "transcript": "但因为聚集了过多公共资源",
+        },
     ]
     assert (
         NAMED["aishell_test"].read(media, media, OPTIONS) == rows

@@ -34,6 +34,7 @@ AUDIOCAPS_ROWS = [
     [103548, "--0w1YA1Hm4", 30, "A man speaks while a vehicle engine idles"],
     [107852, "-1nRJqBTnbs", 7, "A dog barks repeatedly"],
     [107853, "-1nRJqBTnbs", 7, "Dogs bark while wind blows"],
+    [108007, "0AaAgCDzAI8", 12, "Water runs from a faucet"],
 ]
 
 
@@ -44,7 +45,8 @@ def audiocaps_test(folder: Path) -> tuple[Path, Path]:
         AUDIOCAPS_ROWS,
     )
     media = folder / "audiocaps" / "audio"
-    for index, (_, youtube_id, start, _) in enumerate(AUDIOCAPS_ROWS[::2]):
+    clips = {(youtube_id, start) for _, youtube_id, start, _ in AUDIOCAPS_ROWS}
+    for index, (youtube_id, start) in enumerate(sorted(clips)):
         write_file(media / "test" / f"{youtube_id}_{start}.flac", flac(300 + 100 * index))
     return annotations, media
 
@@ -66,6 +68,7 @@ CLOTHO_ROWS = [
         "Drops fall",
         "It rains softly",
     ],
+    ["bells_01.wav", "Bells ring", "A bell tolls", "Church bells ring", "Bells chime", "A bell rings twice"],
 ]
 
 
@@ -84,6 +87,7 @@ CLOTHO_AQA_ROWS = [
     *[["birds.wav", "Is it raining?", answer, 1] for answer in ("no", "no", "no")],
     *[["traffic.wav", "What passes by?", answer, 1] for answer in ("car", "truck", "car")],
     *[["traffic.wav", "How many horns honk?", "two", 1]] * 3,
+    *[["birds.wav", "Where are the birds?", "trees", 1]] * 3,
 ]
 
 

@@ -78,6 +78,12 @@ IMAGE_3D_RECORDS = [
         0,
         ("image", "pc"),
     ),
+    record(
+        ["7c1e4b5d2f8a4e9b9d3c6a1f0e2b4d8c", "0a8a29b1ac5f4bc8aa6e2b7b3e5a1d6c"],
+        "Which object is faster?",
+        0,
+        ("image", "pc"),
+    ),
 ]
 
 

@@ -50,6 +50,7 @@ def coloured_cloud(seed: int, points: int = 64) -> np.ndarray:
 OBJAVERSE_ROWS = [
     ("ed51a51909ee46c780db3a85e821feb2", "a green and white ceramic teapot"),
     ("0a8a29b1ac5f4bc8aa6e2b7b3e5a1d6c", "a wooden chair with four legs"),
+    ("7c1e4b5d2f8a4e9b9d3c6a1f0e2b4d8c", "a red sports car"),
 ]
 
 

@@ -35,6 +35,7 @@ AISHELL_LINES = {
     "BAC009S0002W0122": "而 对 楼市 成交 抑制 作用 最 大 的 限 购",
     "BAC009S0764W0121": "甚至 出现 交易 几乎 停滞 的 情况",
     "BAC009S0764W0122": "一二 线 城市 虽然 也 处于 调整 中",
+    "BAC009S0765W0123": "但 因为 聚集 了 过多 公共 资源",
 }
 
 
@@ -43,7 +44,7 @@ def aishell_test(folder: Path) -> tuple[Path, Path]:
     lines = "\n".join(f"{utterance} {words}" for utterance, words in AISHELL_LINES.items()) + "\n"
     transcript = write_file(root / "transcript" / "aishell_transcript_v0.8.txt", lines.encode())
     for number, utterance in enumerate(AISHELL_LINES):
-        split = "test" if "S0764" in utterance else "train"
+        split = "train" if "S0002" in utterance else "test"
         write_file(
             root / "wav" / split / utterance[6:11] / f"{utterance}.wav", wav_bytes(0.5, 300 + 60 * number)
         )
