@@ -37,6 +37,7 @@ def test_modelnet40_rows_name_each_shape_its_class_and_its_point_file(tmp_path):
         ("bed_0516", "bed"),
     ]
     assert rows[1]["point_clouds"] == str(media / "night_stand" / "night_stand_0201.txt")
+    assert NAMED["modelnet40_test"].media_file(rows[1]["point_clouds"]) == rows[1]["point_clouds"]
     assert all(row["classes"] == MODELNET_CLASSES for row in rows)
     assert NAMED["modelnet40_test"].read(annotations / "modelnet40_test.txt", media, SAFE) == rows
 
@@ -83,6 +84,7 @@ def test_modelnet40_dat_with_allow_pickle_warns_and_reads_lavis_points_and_label
     labels = [MODELNET_CLASSES[index] for index in (0, 2, 1)]  # the .dat's labels index the shape names
     assert [(row["id"], row["label"]) for row in rows] == list(zip(MODELNET_TEST_IDS, labels, strict=True))
     assert rows[2]["point_clouds"] == f"{dat}::2"
+    assert NAMED["modelnet40_test"].media_file(rows[2]["point_clouds"]) == str(dat)  # what the runner checks
     np.testing.assert_allclose(decode_point_cloud(rows[2]["point_clouds"], PICKLES), clouds[2][:, :3])
     with pytest.raises(ValueError, match="names item 7 of .* holds 3 point clouds"):
         decode_point_cloud(f"{dat}::7", PICKLES)

@@ -58,6 +58,9 @@ class Benchmark:
     classify_by: str = "generation"  # classification: "generation" or "likelihood", as published
     # Media whose `datasets` feature cannot decode the format (e.g. `.txt` point files): (path, options) -> item.
     decode: Callable[[str, ImportOptions], object] | None = None
+    # The file a media path reads, where that is not the path itself (an item of a pickled split is
+    # `{file}::{index}`): the file whose existence decides whether the item's media is missing.
+    media_file: Callable[[str], str] | None = None
     source: str = ""  # where the annotation format is defined (LAVIS builder file and line, dataset page)
 
 

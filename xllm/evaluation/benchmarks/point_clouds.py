@@ -95,6 +95,11 @@ def npz_cloud(path: str) -> "np.ndarray":
         return archive[name]
 
 
+def point_file(path: str) -> str:
+    """The file a point-cloud media path reads: the path, or the pickled split an item `{file}::{index}` is in."""
+    return path.rpartition(PICKLE_ITEM)[0] or path
+
+
 def decode_point_cloud(path: str, options: ImportOptions):
     """One point file of a 3D benchmark as the point-cloud feature extractor takes it: an (points, 3 or 6)
     array, or a trimesh geometry for `.ply` / `.off`. A corrupt or unreadable file is a `ValueError` naming it."""
@@ -107,7 +112,7 @@ def decode_point_cloud(path: str, options: ImportOptions):
     )
 
     if PICKLE_ITEM in path:
-        file, _, index = path.rpartition(PICKLE_ITEM)
+        file, index = point_file(path), path.rpartition(PICKLE_ITEM)[2]
         refuse_pickle_unless_allowed(file, options)
         points, _ = unpickled_split(file)
         if not index.isdigit() or int(index) >= len(points):
@@ -235,6 +240,7 @@ BENCHMARKS = (
         # eval/vicuna7b/pc/modelnet40_classification.yaml:76); `modelnet40_completion.yaml:75` generates.
         classify_by="likelihood",
         decode=decode_point_cloud,
+        media_file=point_file,
         source="eval/vicuna7b/pc/modelnet40_classification.yaml:96-107; "
         "lavis/datasets/datasets/object3d_classification_datasets.py:36-158",
     ),
@@ -252,4 +258,4 @@ BENCHMARKS = (
     ),
 )
 
-__all__ = ["BENCHMARKS", "decode_point_cloud", "read_modelnet40_test", "read_objaverse_cap3d"]
+__all__ = ["BENCHMARKS", "decode_point_cloud", "point_file", "read_modelnet40_test", "read_objaverse_cap3d"]
