@@ -31,7 +31,9 @@ def start_second(value: str, path: Path, row: int) -> int:
 
 def read_audiocaps_test(annotations: Path, media_dir: Path, options: ImportOptions) -> list[dict]:
     """AudioCaps' `dataset/test.csv` (github.com/cdjkim/audiocaps; columns `audiocap_id, youtube_id,
-    start_time, caption`, five rows per clip), as `AudioCapsEvalDataset` reads it
+    start_time, caption`, five rows per clip; named by lavis/configs/datasets/audiocaps/defaults_mm_cap.yaml:42-46),
+    as the builder `audiocaps_mm_caption_instruct` (lavis/datasets/builders/audio_caption_builder.py:75-82)
+    has `AudioCapsEvalDataset` read it
     (lavis/datasets/datasets/audio_captioning_datasets.py:164-237; eval/vicuna7b/audio/
     audiocaps_captioning_test.yaml:113-120, `sample_id_key: youtube_id`, :152).
 
@@ -60,7 +62,9 @@ def read_audiocaps_test(annotations: Path, media_dir: Path, options: ImportOptio
 
 def read_clotho_captions(annotations: Path, media_dir: Path, options: ImportOptions) -> list[dict]:
     """Clotho v2's `clotho_captions_{split}.csv` (zenodo.org/record/4783391; columns `file_name,
-    caption_1 ... caption_5`), as `ClothoV2Dataset` reads it (audio_captioning_datasets.py:239-267): the
+    caption_1 ... caption_5`; lavis/configs/datasets/clotho/defaults_mm_cap.yaml:35-38), as the builder
+    `clothov2` (audio_caption_builder.py:84-91) has `ClothoV2Dataset` read it
+    (audio_captioning_datasets.py:239-267): the
     split is the file name's last word (:250), the audio `{audio root}/{split}/{file_name}` (:262): here
     `{media_dir}/evaluation/{file_name}` for the evaluation file (Clotho's own archives unpack to that
     folder). The references are the five captions (`caption_key: captions`,
@@ -87,8 +91,9 @@ def read_clotho_captions(annotations: Path, media_dir: Path, options: ImportOpti
 
 def read_clotho_aqa_test(annotations: Path, media_dir: Path, options: ImportOptions) -> list[dict]:
     """ClothoAQA's `clotho_aqa_test.csv` (zenodo.org/records/6473207; columns `file_name, QuestionText,
-    answer, confidence`, three consecutive rows per question, one per annotator), as `ClothoQADataset`
-    reads it (lavis/datasets/datasets/audio_qa_datasets.py:69-113) with the eval config's filters
+    answer, confidence`, three consecutive rows per question, one per annotator;
+    lavis/configs/datasets/clotho/defaults_mm_qa.yaml:37-41), as the builder `clotho_qa`
+    (lavis/datasets/builders/audio_qa_builder.py:21) has `ClothoQADataset` read it (lavis/datasets/datasets/audio_qa_datasets.py:69-113) with the eval config's filters
     (eval/vicuna7b/audio/clothoQA_captioning.yaml:96-98): only questions whose three answers agree
     (`unanimous`) and none of them is yes or no (`non_bin`). The answers are the three annotators'; the
     id is LAVIS's question id, the index of the question's first row among the file's rows (`instance_id`,
@@ -128,7 +133,9 @@ def esc50_class(category: str) -> str:
 
 def read_esc50(annotations: Path, media_dir: Path, options: ImportOptions) -> list[dict]:
     """ESC-50's `meta/esc50.csv` (github.com/karolpiczak/ESC-50; columns `filename, fold, target,
-    category, ...`), every one of its 2000 clips (all five folds), as `ESC50` reads it
+    category, ...`; lavis/configs/datasets/esc50/defaults_mm_cls.yaml:30-34), every one of its 2000 clips
+    (all five folds), as the builder `esc50_cls` (lavis/datasets/builders/classification_builder.py:71) has
+    `ESC50` read it
     (lavis/datasets/datasets/audio_classification_datasets.py:38-99; eval/vicuna7b/audio/
     esc50_classification.yaml:101-108): the label is the category with spaces for underscores (:88), the
     classes every category of the file (:46-47), the audio `{media_dir}/{filename}` (ESC-50's `audio/`

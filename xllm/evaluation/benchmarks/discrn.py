@@ -2,7 +2,8 @@
 objects), from the JSON files LAVIS releases (github.com/salesforce/LAVIS projects/xinstructblip/README.md:
 `discrn/audiocaps.json`, `discrn/objaverse.json`; not in the repository).
 
-Their schema is what `DisCRnDataset` reads (lavis/datasets/datasets/discriminatory_reasoning_datasets.py):
+Their schema is what `DisCRnDataset` reads (lavis/datasets/datasets/discriminatory_reasoning_datasets.py;
+builders `audio_video_discrn` and `image_pc_discrn`, lavis/datasets/builders/discrn_builders.py:14-28):
 a JSON list of records with `sample_ids` (the two entities, AudioCaps YouTube ids or Objaverse ids),
 `question`, `label` (0: the first entity answers, 1: the second), `captions` and `properties` of the two
 entities, each modality's `captions_pred_<modality>` (the caption baseline's captions; a record whose

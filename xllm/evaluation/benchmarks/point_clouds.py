@@ -150,8 +150,10 @@ def modelnet40_class(shape_id: str) -> str:
 
 
 def read_modelnet40_test(annotations: Path, media_dir: Path, options: ImportOptions) -> list[dict]:
-    """ModelNet40 test from ULIP's `modelnet40_normal_resampled` folder, as `ModelNetClassificationDataset`
-    reads it (lavis/datasets/datasets/object3d_classification_datasets.py:36-158; eval/vicuna7b/pc/
+    """ModelNet40 test from ULIP's `modelnet40_normal_resampled` folder (the files of
+    lavis/configs/datasets/modelnet40/defaults_cls.yaml:41-49), as the builder `modelnet40_cls`
+    (lavis/datasets/builders/object3d_classification_builder.py:12-19) has `ModelNetClassificationDataset`
+    read it (lavis/datasets/datasets/object3d_classification_datasets.py:36-158; eval/vicuna7b/pc/
     modelnet40_classification.yaml:96-107): the 40 class names from `modelnet40_shape_names.txt` (:57),
     the 2468 shape ids (`airplane_0627`) from `modelnet40_test.txt` (:59), each shape's class its id
     without the number (:60), its points in `{media_dir}/{class}/{shape_id}.txt` (:63-64).
@@ -211,9 +213,11 @@ def objaverse_cloud(media_dir: Path, sample_id: str) -> str:
 
 
 def read_objaverse_cap3d(annotations: Path, media_dir: Path, options: ImportOptions) -> list[dict]:
-    """LAVIS's Cap3D captions of Objaverse, `cap3d_cap_final_val.csv` (the file eval/vicuna7b/pc/
-    objaverse_captioning.yaml:111-116 stores as `objaverse/annotations/val.csv`; columns `sample_id, data`),
-    as `ObjaverseCaptionEvalDataset` reads it (lavis/datasets/datasets/object3d_captioning_datasets.py:
+    """LAVIS's Cap3D captions of Objaverse, `cap3d_cap_final_val.csv` (lavis/configs/datasets/objaverse/
+    defaults_mm_cap.yaml:40-45; eval/vicuna7b/pc/objaverse_captioning.yaml:111-116 stores it as
+    `objaverse/annotations/val.csv`; columns `sample_id, data`), as the builder
+    `objaverse_mm_caption_instruct` (lavis/datasets/builders/object3d_caption_builder.py:40-47) has
+    `ObjaverseCaptionEvalDataset` read it (lavis/datasets/datasets/object3d_captioning_datasets.py:
     99-135): one caption per object, the reference (`caption_key: 'data'`, :155 of the config); the id is
     `sample_id` (:156); the cloud `{media_dir}/{sample_id}/{sample_id}_8192.npz`."""
     path = annotation_file(annotations, "cap3d_cap_final_val.csv")
