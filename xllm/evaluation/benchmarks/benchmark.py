@@ -34,6 +34,9 @@ class ImportOptions:
     """Choices of the user that change how annotations or media are read."""
 
     allow_pickle: bool = False  # read LAVIS's pickled `.dat` point clouds (unsafe: warns)
+    # Score against the references LAVIS's builder keeps where it drops some (AudioCaps: each clip's first
+    # caption only) rather than every reference the dataset distributes.
+    lavis_references: bool = False
 
 
 Importer = Callable[[Path, Path, ImportOptions], list[dict]]  # (annotations, media_dir, options) -> rows
@@ -55,6 +58,9 @@ class Benchmark:
     classify_by: str = "generation"  # classification: "generation" or "likelihood", as published
     # Media whose `datasets` feature cannot decode the format (e.g. `.txt` point files): (path, options) -> item.
     decode: Callable[[str, ImportOptions], object] | None = None
+    # The file a media path reads, where that is not the path itself (an item of a pickled split is
+    # `{file}::{index}`): the file whose existence decides whether the item's media is missing.
+    media_file: Callable[[str], str] | None = None
     source: str = ""  # where the annotation format is defined (LAVIS builder file and line, dataset page)
 
 
