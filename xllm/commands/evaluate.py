@@ -47,6 +47,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="--benchmark: read LAVIS's pickled point cloud files (unsafe: pickles run code)",
     )
     parser.add_argument(
+        "--lavis-references",
+        action="store_true",
+        help="--benchmark: score against the references LAVIS scores against (AudioCaps: the first caption only; "
+        "default: every reference)",
+    )
+    parser.add_argument(
         "--output",
         default="evaluation",
         help="folder for report.json, report.md, predictions.jsonl (and --benchmark's resume cache.jsonl)",
@@ -132,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
             "xllm evaluate needs --task and --data (a manifest), or --benchmark, --annotations and --media-dir; "
             f"got {['--' + name.replace('_', '-') for name in given] or 'neither'}."
         )
-    benchmark_only = [f"--{n}" for n in ("preset", "allow_pickle") if getattr(args, n) not in (None, False)]
+    benchmark_only = [
+        f"--{n}"
+        for n in ("preset", "allow_pickle", "lavis_references")
+        if getattr(args, n) not in (None, False)
+    ]
     if benchmark_only:
         raise ValueError(f"{benchmark_only} apply to --benchmark runs only.")
     return run_manifest_command(args)
@@ -153,7 +163,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             output_dir=Path(args.output),
             preset=args.preset,
             limit=args.limit,
-            options=ImportOptions(allow_pickle=args.allow_pickle),
+            options=ImportOptions(allow_pickle=args.allow_pickle, lavis_references=args.lavis_references),
             batch_size=args.batch_size,
             decoding=args.decoding,
             generation_overrides=generation_overrides(args, None),

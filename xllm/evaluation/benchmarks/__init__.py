@@ -5,10 +5,10 @@ maps every name to its `Benchmark`. Importing this package reads no data and imp
 `datasets` (the command line builds its `--benchmark` choices from it).
 """
 
-from . import images, videos
+from . import audio, discrn, images, point_clouds, speech, videos
 from .benchmark import Benchmark, ImportOptions
 
-FAMILIES = (images, videos)
+FAMILIES = (images, videos, audio, point_clouds, speech, discrn)
 
 
 def collect(families) -> dict[str, Benchmark]:

@@ -64,9 +64,12 @@ def figure_cell(benchmark: str, preset: str) -> str:
 
 
 def benchmark_command(benchmark: Benchmark) -> str:
+    """The README's command for a benchmark, with the preset of the system that evaluates its modality
+    (speech: X-LLM; X-InstructBLIP has no speech interface)."""
+    preset = "x-llm" if benchmark.modality == "speech" else "x-instructblip-7b"
     return (
         f"xllm evaluate --benchmark {benchmark.name} --annotations ANNOTATIONS --media-dir MEDIA "
-        f"--model MODEL --preset x-instructblip-7b --output eval/{benchmark.name}"
+        f"--model MODEL --preset {preset} --output eval/{benchmark.name}"
     )
 
 

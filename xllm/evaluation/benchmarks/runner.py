@@ -121,7 +121,8 @@ def check_media_root(rows: list[dict], run: BenchmarkRun) -> None:
             f"--media-dir {str(run.media_dir)!r} is not a folder; expected {run.benchmark.media}."
         )
     paths = [path for row in rows for paths in media_items(row).values() for path in paths]
-    if paths and not any(Path(path).is_file() for path in paths):
+    media_file = run.benchmark.media_file or str  # the file a path reads (`file.dat::index` -> `file.dat`)
+    if paths and not any(Path(media_file(path)).is_file() for path in paths):
         raise ValueError(
             f"--media-dir {str(run.media_dir)!r} holds none of the {len(paths)} media files of {run.benchmark.name} "
             f"(the first looked for: {paths[0]}); expected {run.benchmark.media}."
@@ -145,13 +146,14 @@ def decoder(keyword: str, run: BenchmarkRun):
     return lambda path: decoded_media(feature.decode_example({"path": path, "bytes": None}))
 
 
-def decoded_row(row: dict, decoders: dict) -> dict:
-    """The row with its media decoded; a `MediaFailure` names the file and what went wrong."""
+def decoded_row(row: dict, decoders: dict, media_file=str) -> dict:
+    """The row with its media decoded; a `MediaFailure` names the file and what went wrong. `media_file` gives
+    the file a media path reads (`Benchmark.media_file`)."""
     decoded = dict(row)
     for keyword, paths in media_items(row).items():
         items = []
         for path in paths:
-            if not Path(path).is_file():
+            if not Path(media_file(path)).is_file():
                 raise MediaFailure(f"missing file {path}")
             try:
                 items.append(decoders[keyword](path))
@@ -225,7 +227,7 @@ def predict_benchmark(
             examples = []
             for row in pending:
                 try:
-                    examples.append(decoded_row(row, decoders))
+                    examples.append(decoded_row(row, decoders, run.benchmark.media_file or str))
                 except MediaFailure as failure:
                     failures[row["id"]] = str(failure)
             if examples:
