@@ -1,0 +1,299 @@
+"""lmms-eval's own evaluator runs an X-LLM checkpoint through the `xllm` plugin, on local YAML tasks over
+datasets saved to disk, and scores what `xllm evaluate` scores on the same items.
+
+lmms-eval lives in its own venv (`make test-lmms-eval`); where it is not installed these tests are skipped.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip(
+    "lmms_eval.api.model",
+    reason="lmms-eval is not installed in this venv; `make test-lmms-eval` runs these tests in .venv-lmms-eval",
+)
+
+import torch
+import yaml
+from conftest import random_image
+from datasets import Dataset, DatasetDict, Features, Image, Value
+from lmms_eval.api.instance import Instance
+from lmms_eval.evaluator import simple_evaluate
+from lmms_eval.models import get_model
+from lmms_eval.tasks import TaskManager
+from media_files import tone
+
+from xllm.cli import main
+from xllm.evaluation.generation import generate_answers
+from xllm.evaluation.likelihood import score_candidates
+from xllm.evaluation.tasks import SHORT_ANSWER_GENERATION
+from xllm.lmms_eval_model import XLLMLmmsEval, content_part, generation_settings
+
+QUESTIONS = ["what colour is it?", "which shape is this?", "what is in the image?", "how many are there?"]
+# lmms-eval's VQAv2 prompt (lmms_eval/tasks/vqav2/vqav2_val.yaml): the question, then this.
+POST_PROMPT = "\nAnswer the question using a single word or phrase."
+CLASSES = ["blue", "green", "red"]
+# The test's task folder imports lmms-eval's own VQAv2 functions (prompt, image, scoring).
+TASK_UTILS = "from lmms_eval.tasks.vqav2.utils import vqav2_doc_to_text, vqav2_doc_to_visual, vqav2_process_results_val\n"
+
+
+def run_xllm_evaluate(
+    folder: Path, checkpoint: Path, rows: list[dict], *flags: str
+) -> tuple[dict, list[str]]:
+    """`xllm evaluate` on `rows` written as a JSONL manifest: its metrics and predictions."""
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    output = folder / "xllm_evaluate"
+    assert main(["evaluate", "--model", str(checkpoint), "--data", str(manifest), "--output", str(output),
+                 "--batch-size", "2", "--device", "cpu", *flags]) == 0  # fmt: skip
+    report = json.loads((output / "report.json").read_text())
+    lines = (output / "predictions.jsonl").read_text().splitlines()
+    return report["metrics"], [json.loads(line)["prediction"] for line in lines]
+
+
+def write_task(folder: Path, name: str, config: dict, columns: dict, features: Features) -> None:
+    """A task YAML (with the test's utils.py) over a dataset saved with `save_to_disk`, loaded back with
+    lmms-eval's `dataset_kwargs: {load_from_disk: true}` (`ConfigurableTask.download`)."""
+    data = folder / f"{name}_data"
+    DatasetDict({"test": Dataset.from_dict(columns, features=features)}).save_to_disk(str(data))
+    config = {"task": name, "dataset_path": str(data), "dataset_kwargs": {"load_from_disk": True},
+              "test_split": "test", **config}  # fmt: skip
+    # lmms-eval's YAML tag for a function of the task folder's utils.py, unquoted (safe_dump quotes it).
+    text = re.sub(r"'(!function utils\.\w+)'", r"\1", yaml.safe_dump(config, sort_keys=False))
+    (folder / f"{name}.yaml").write_text(text)
+    (folder / "utils.py").write_text(TASK_UTILS)
+
+
+def run_lmms_eval(folder: Path, checkpoint: Path, task: str, model_args: str = "") -> dict:
+    """lmms-eval's `simple_evaluate` with `--model xllm` (resolved through the entry point)."""
+    return simple_evaluate(
+        model="xllm",
+        model_args=f"pretrained={checkpoint}{model_args}",
+        tasks=[task],
+        batch_size=2,
+        device="cpu",
+        task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+        bootstrap_iters=0,
+        log_samples=True,
+    )
+
+
+@pytest.fixture
+def images(tmp_path) -> list[str]:
+    """Six image files next to the test's manifest (which names them relative to itself)."""
+    paths = []
+    for seed in range(6):
+        path = tmp_path / f"image{seed}.png"
+        random_image(seed, size=24).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_the_entry_point_registers_the_model_with_lmms_eval():
+    assert get_model("xllm") is XLLMLmmsEval
+
+
+def test_vqa_generation_scores_equal_xllm_evaluate(tmp_path, saved_tiny_dir, images):
+    questions = [QUESTIONS[i % len(QUESTIONS)] + POST_PROMPT for i in range(4)]
+    rows = [
+        {"id": i, "images": Path(images[i]).name, "prompt": questions[i], "answers": ["none"]}
+        for i in range(4)
+    ]
+    _, first = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, "--task", "vqa")
+    # Ten answers per item, 0, 1, 3 and 10 of them the model's own: accuracies 0, 0.3, 0.9 and 1 (VQAv2).
+    answers = [
+        [first[i]] * count + [f"other{j}" for j in range(10 - count)] for i, count in enumerate([0, 1, 3, 10])
+    ]
+    rows = [{**row, "answers": answers[i]} for i, row in enumerate(rows)]
+    metrics, predictions = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, "--task", "vqa")
+    assert predictions == first and metrics["vqa_accuracy"] > 0
+
+    columns = {
+        "question_id": list(range(4)),
+        "question": [QUESTIONS[i % len(QUESTIONS)] for i in range(4)],
+        "image": images[:4],
+        "answer": [a[0] for a in answers],
+        "answers": [[{"answer": a, "answer_id": j} for j, a in enumerate(item)] for item in answers],
+    }
+    features = Features({"question_id": Value("int64"), "question": Value("string"), "image": Image(),
+                         "answer": Value("string"),
+                         "answers": [{"answer": Value("string"), "answer_id": Value("int64")}]})  # fmt: skip
+    config = {
+        "output_type": "generate_until",
+        "doc_to_visual": "!function utils.vqav2_doc_to_visual",
+        "doc_to_text": "!function utils.vqav2_doc_to_text",
+        "doc_to_target": "answer",
+        "generation_kwargs": dict(SHORT_ANSWER_GENERATION),
+        "process_results": "!function utils.vqav2_process_results_val",
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+        "lmms_eval_specific_kwargs": {"default": {"pre_prompt": "", "post_prompt": POST_PROMPT}},
+    }
+    write_task(tmp_path, "xllm_local_vqa", config, columns, features)
+    results = run_lmms_eval(tmp_path, saved_tiny_dir, "xllm_local_vqa")
+
+    samples = sorted(results["samples"]["xllm_local_vqa"], key=lambda sample: sample["doc_id"])
+    assert [sample["filtered_resps"][0] for sample in samples] == predictions
+    assert results["results"]["xllm_local_vqa"]["exact_match,none"] == pytest.approx(
+        metrics["vqa_accuracy"], abs=1e-12
+    )
+
+
+def test_multiple_choice_scores_equal_xllm_evaluate_by_likelihood(tmp_path, saved_tiny_dir, images):
+    prompt = "which colour is it?"
+    rows = [
+        {"id": i, "images": Path(images[i]).name, "prompt": prompt, "label": CLASSES[i % 3]} for i in range(6)
+    ]
+    likelihood = ("--task", "classification", "--classify-by", "likelihood")
+    _, first = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, *likelihood)
+    # The last three items labelled with the model's own choice (the first three keep every class present).
+    rows = [{**row, "label": first[i] if i >= 3 else row["label"]} for i, row in enumerate(rows)]
+    metrics, predictions = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, *likelihood)
+    assert predictions == first and metrics["accuracy"] >= 0.5
+
+    columns = {"question": [prompt] * 6, "image": images, "label": [row["label"] for row in rows]}
+    features = Features({"question": Value("string"), "image": Image(), "label": Value("string")})
+    config = {
+        "output_type": "multiple_choice",
+        "doc_to_visual": "!function utils.vqav2_doc_to_visual",
+        "doc_to_text": "{{question}}",
+        "doc_to_choice": CLASSES,
+        "doc_to_target": "label",
+        "target_delimiter": "",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    }
+    write_task(tmp_path, "xllm_local_choice", config, columns, features)
+    results = run_lmms_eval(tmp_path, saved_tiny_dir, "xllm_local_choice")
+
+    assert results["results"]["xllm_local_choice"]["acc,none"] == pytest.approx(
+        metrics["accuracy"], abs=1e-12
+    )
+    samples = sorted(results["samples"]["xllm_local_choice"], key=lambda sample: sample["doc_id"])
+    negative_log_likelihoods = torch.tensor([[resp[0][0] for resp in sample["resps"]] for sample in samples])
+    assert [CLASSES[i] for i in negative_log_likelihoods.argmin(1).tolist()] == predictions
+
+
+def test_loglikelihood_answers_are_negated_summed_log_likelihoods(saved_tiny_dir, images):
+    lm = XLLMLmmsEval(pretrained=str(saved_tiny_dir), device="cpu", batch_size=2)
+    docs = [{"image": random_image(seed, size=24)} for seed in range(3)]
+    lm.task_dict = {"task": {"test": docs}}
+    visuals = lambda doc: [doc["image"]]  # noqa: E731
+    requests = [
+        Instance("loglikelihood", ("what is it?", choice, visuals, doc_id, "task", "test"), idx, metadata=metadata(doc_id))
+        for doc_id in range(3) for idx, choice in enumerate(["red", "blue square"])
+    ]  # fmt: skip
+    answers = [result.text for result in lm.loglikelihood(requests)]
+
+    prompts = [lm.prompt("what is it?", [doc["image"]]) for doc in docs]
+    expected = score_candidates(lm.model, lm.processor, prompts, ["red", "blue square"], progress=False)
+    got = torch.tensor([nll for nll, _ in answers]).view(3, 2)
+    torch.testing.assert_close(got, -expected, rtol=0, atol=1e-5)
+    assert all(isinstance(greedy, bool) for _, greedy in answers)
+
+
+def test_generate_until_cuts_at_the_stop_strings_and_batches_by_settings(saved_tiny_dir):
+    lm = XLLMLmmsEval(pretrained=str(saved_tiny_dir), device="cpu", batch_size=2)
+    docs = [{"image": random_image(seed, size=24)} for seed in range(3)]
+    lm.task_dict = {"task": {"test": docs}}
+    visuals = lambda doc: [doc["image"]]  # noqa: E731
+    greedy = {"max_new_tokens": 6, "temperature": 0, "do_sample": False, "top_p": None, "num_beams": 1}
+    beams = {"max_new_tokens": 4, "num_beams": 3}
+    kwargs = [greedy, beams, greedy]
+    requests = [Instance("generate_until", ("what is it?", dict(kwargs[i]), visuals, i, "task", "test"), 0,
+                         metadata=metadata(i)) for i in range(3)]  # fmt: skip
+    answers = lm.generate_until(requests)
+
+    prompts = [lm.prompt("what is it?", [doc["image"]]) for doc in docs]
+    settings = {"max_new_tokens": 6, "do_sample": False, "num_beams": 1}
+    alone = [generate_answers(lm.model, lm.processor, [p], s, progress=False)[0]
+             for p, s in zip(prompts, [settings, beams, settings], strict=True)]  # fmt: skip
+    assert answers == alone
+    stop = alone[0].split()[1] if len(alone[0].split()) > 1 else alone[0]
+    requests[0].arguments[1]["until"] = [stop]
+    assert lm.generate_until(requests[:1]) == [alone[0].split(stop)[0]]
+
+
+def test_multi_round_generation_follows_the_tasks_doc_to_text(saved_tiny_dir):
+    lm = XLLMLmmsEval(pretrained=str(saved_tiny_dir), device="cpu", batch_size=2)
+    docs = [{"image": random_image(seed, size=24), "question": QUESTIONS[seed]} for seed in range(2)]
+    lm.task_dict = {"task": {"test": docs}}
+
+    def doc_to_text(doc, previous_output=None, round_idx=None, previous_round_info=None):
+        if round_idx == 1:
+            return [doc["image"]], "again: " + previous_output[-1], False, previous_output, None
+        return None, None, True, previous_output, None
+
+    settings = {"max_new_tokens": 4, "num_beams": 1, "do_sample": False}
+    requests = [
+        Instance("generate_until_multi_round", (doc["question"], dict(settings), lambda d: [d["image"]], doc_to_text,
+                 i, "task", "test"), 0, metadata=metadata(i))
+        for i, doc in enumerate(docs)
+    ]  # fmt: skip
+    rounds = lm.generate_until_multi_round(requests)
+
+    first = generate_answers(lm.model, lm.processor, [lm.prompt(d["question"], [d["image"]]) for d in docs],
+                             settings, progress=False)  # fmt: skip
+    again = [lm.prompt("again: " + answer, [d["image"]]) for answer, d in zip(first, docs, strict=True)]
+    second = generate_answers(lm.model, lm.processor, again, settings, progress=False)
+    assert rounds == [[a, b] for a, b in zip(first, second, strict=True)]
+
+
+def test_lmms_eval_media_become_content_parts_of_the_right_modality():
+    image = random_image(0)
+    clip = {"array": tone(0.5, 440.0), "sampling_rate": 16000}
+    assert content_part(image, "audio") == {"type": "image", "image": image}
+    assert content_part("/data/clip.mp4", "audio") == {"type": "video", "video": "/data/clip.mp4"}
+    assert content_part("/data/clip", "audio")["type"] == "video"  # lmms-eval: any other path is a video
+    assert content_part("/data/speech.wav", "speech") == {"type": "speech", "speech": "/data/speech.wav"}
+    assert content_part("/data/cloud.npy", "audio")["type"] == "point_cloud"
+    assert content_part(clip, "audio") == {"type": "audio", "audio": clip}
+    with pytest.raises(ValueError, match="PIL images, media file paths.*got int"):
+        content_part(3, "audio")
+
+
+def test_task_generation_kwargs_become_generate_settings():
+    settings, until = generation_settings(
+        {
+            "max_new_tokens": 16,
+            "temperature": 0,
+            "top_p": None,
+            "num_beams": 1,
+            "until": "\n\n",
+            "image_aspect_ratio": "original",
+        }  # fmt: skip
+    )
+    assert settings == {"max_new_tokens": 16, "num_beams": 1, "do_sample": False} and until == ["\n\n"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"pretrained": None}, "needs pretrained=FOLDER"),
+        ({"batch_size": "auto"}, "batch_size must be a positive integer"),
+        ({"dtype": "float8"}, "dtype must be one of"),
+        ({"audio_modality": "sound"}, "audio_modality must be 'speech' or 'audio'"),
+        ({"conv_template": "vicuna"}, r"Unknown model args \['conv_template'\]"),
+        ({"max_batch_size": 8}, "--max_batch_size is for --batch_size auto"),
+    ],
+)
+def test_bad_model_args_are_named(saved_tiny_dir, args, message):
+    with pytest.raises(ValueError, match=message):
+        XLLMLmmsEval(**{"pretrained": str(saved_tiny_dir), "device": "cpu", **args})
+
+
+def test_media_of_a_modality_the_model_lacks_is_refused(tmp_path):
+    from xllm.testing import tiny_model_and_processor
+
+    model, processor = tiny_model_and_processor(
+        speech_model_type=None, audio_model_type=None, point_clouds=False
+    )
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    lm = XLLMLmmsEval(pretrained=str(tmp_path), device="cpu")
+    with pytest.raises(ValueError, match=r"gives \['audio'\] media.*it has \['image', 'video'\]"):
+        lm.prompt("what is heard?", [{"array": tone(0.5, 440.0), "sampling_rate": 16000}])
+
+
+def metadata(doc_id: int) -> dict:
+    return {"task": "task", "doc_id": doc_id, "repeats": 1}
