@@ -43,9 +43,10 @@ test: setup browser
 	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The lmms-eval plugin's tests (tests/lmms_eval_plugin/) in a venv of their own, .venv-lmms-eval: constraints.txt's
-# stack plus constraints-lmms-eval.txt (lmms-eval 0.7.3, with the python-dateutil < 3 and filelock < 4 it needs; the
-# main venv has both at 4.x); lmms-eval's heavy dependencies (wandb, av, opencv, sentence-transformers, ...)
-# stay out of the main venv, whose suite skips those tests. Building it took 3 min 40 s here.
+# stack plus lmms-eval 0.7.3 (constraints-lmms-eval.txt), which brings python-dateutil 2.x and, through the
+# `lmms-eval` extra, filelock 3.x (the main venv has both at 4.x) and heavy packages (wandb, av, opencv,
+# sentence-transformers, ...) that stay out of the main venv, whose suite skips those tests. Building it took
+# 3 min 40 s here (pip's cache warm).
 LMMS_VENV := .venv-lmms-eval
 LMMS_STAMP := $(LMMS_VENV)/.xllm-installed
 

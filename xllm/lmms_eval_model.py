@@ -1,10 +1,10 @@
 """lmms-eval's model `xllm`: lmms-eval's tasks on any saved X-LLM checkpoint.
 
 lmms-eval (0.7.3) finds external models through the `lmms_eval.models` entry-point group
-(`lmms_eval/models/registry_v2.py`, `load_entrypoint_manifests`); our pyproject.toml points it at
+(`lmms_eval/models/registry_v2.py:139`, `load_entrypoint_manifests`); our pyproject.toml points it at
 `MANIFEST`, so `lmms-eval --model xllm --model_args pretrained=FOLDER` runs any of its tasks. The model is a
 "simple" one (`is_simple = True`): lmms-eval's chat-message tasks are generation only
-(`ConfigurableMessagesTask.construct_requests`), and multiple-choice tasks need `loglikelihood`.
+(`lmms_eval/api/task.py:1848`), and multiple-choice tasks need `loglikelihood`.
 
 What lmms-eval hands over, and what it becomes (`content_part`): each request carries the task's context
 string and its `doc_to_visual`, called on the document to get the media: PIL images, file paths (image,
@@ -21,7 +21,7 @@ The three request types, over the batched code `xllm evaluate` runs:
 * `loglikelihood`: `candidate_scores` (the prompt's KV cache shared by its candidates; candidates tokenized
   alone, as LAVIS and `xllm evaluate --classify-by likelihood` do). The first number of each answer is the
   NEGATIVE summed log-likelihood of the continuation: lmms-eval's multiple-choice scoring takes the choice
-  of lowest value (`pred = np.argmin(lls)`, `lmms_eval/api/task.py` `process_results`) because its own
+  of lowest value (`pred = np.argmin(lls)`, `lmms_eval/api/task.py:1624`) because its own
   models return a loss (lmms-eval issue #370), although `lmms.loglikelihood`'s docstring says
   log-probability. With the sum, `acc` picks the choice of highest log-likelihood (as `xllm evaluate`)
   and `acc_norm` divides it by the choice's length in characters (lm-eval's `acc_norm`).
@@ -250,9 +250,10 @@ def content_part(visual, audio_modality: str) -> dict:
         return {"type": modality, MODALITIES[modality].chat_keys[0]: os.fspath(visual)}
     if isinstance(visual, dict) and "array" in visual and "sampling_rate" in visual:
         return {"type": audio_modality, MODALITIES[audio_modality].chat_keys[0]: visual}
-    decoder = type(visual).__module__.split(".")[0] == "torchcodec" and type(visual).__name__
-    if decoder in ("AudioDecoder", "VideoDecoder"):
-        modality = audio_modality if decoder == "AudioDecoder" else "video"
+    from torchcodec.decoders import AudioDecoder, VideoDecoder  # what `datasets.Audio` / `Video` decode to
+
+    if isinstance(visual, (AudioDecoder, VideoDecoder)):
+        modality = audio_modality if isinstance(visual, AudioDecoder) else "video"
         return {"type": modality, MODALITIES[modality].chat_keys[0]: visual}
     raise ValueError(
         "A task's doc_to_visual must give PIL images, media file paths, audio dicts {'array', 'sampling_rate'} "
@@ -281,10 +282,10 @@ def cut_at(text: str, until: list[str]) -> str:
 
 def passed_through(value: tuple[float, bool]) -> GenerationResult:
     """A loglikelihood answer wrapped so that lmms-eval 0.7.3 keeps it a tuple: its evaluator passes every
-    answer through `unwrap_generation_output` (`lmms_eval/api/instance.py`), which returns `str(answer)` for
-    anything but text, `GenerationResult`, `(text, counts)` and lists of text, so a bare `(float, bool)`
-    would reach multiple-choice scoring as the string "(-1.5, True)"; a `GenerationResult`'s `text` is
-    handed on as it is."""
+    answer through `unwrap_generation_output` (`lmms_eval/api/instance.py:71`), which returns `str(answer)`
+    for anything but text, `GenerationResult`, `(text, counts)` and lists of text, so a bare `(float, bool)`
+    would reach multiple-choice scoring as the string "(-1.5, True)" (and fail there: task.py:1606); a
+    `GenerationResult`'s `text` is handed on as it is."""
     return GenerationResult(text=value)
 
 

@@ -6,6 +6,10 @@ lmms-eval lives in its own venv (`make test-lmms-eval`); where it is not install
 
 import json
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,12 +22,12 @@ pytest.importorskip(
 import torch
 import yaml
 from conftest import random_image
-from datasets import Dataset, DatasetDict, Features, Image, Value
-from lmms_eval.api.instance import Instance
+from datasets import Audio, Dataset, DatasetDict, Features, Image, Value
+from lmms_eval.api.instance import Instance, unwrap_generation_output
 from lmms_eval.evaluator import simple_evaluate
 from lmms_eval.models import get_model
 from lmms_eval.tasks import TaskManager
-from media_files import tone
+from media_files import mp4_bytes, tone, wav_bytes
 
 from xllm.cli import main
 from xllm.evaluation.generation import generate_answers
@@ -35,8 +39,17 @@ QUESTIONS = ["what colour is it?", "which shape is this?", "what is in the image
 # lmms-eval's VQAv2 prompt (lmms_eval/tasks/vqav2/vqav2_val.yaml): the question, then this.
 POST_PROMPT = "\nAnswer the question using a single word or phrase."
 CLASSES = ["blue", "green", "red"]
+# The task's decoding (LAVIS OK-VQA's), with fewer beams and tokens to keep the tests fast; `xllm evaluate`
+# is given the same through its flags.
+GENERATION = {**SHORT_ANSWER_GENERATION, "num_beams": 2, "max_new_tokens": 4}
+FAST_VQA = ("--task", "vqa", "--num-beams", "2", "--max-new-tokens", "4")
 # The test's task folder imports lmms-eval's own VQAv2 functions (prompt, image, scoring).
-TASK_UTILS = "from lmms_eval.tasks.vqav2.utils import vqav2_doc_to_text, vqav2_doc_to_visual, vqav2_process_results_val\n"
+TASK_UTILS = """from lmms_eval.tasks.vqav2.utils import vqav2_doc_to_text, vqav2_doc_to_visual, vqav2_process_results_val
+
+
+def clip_or_video(doc):
+    return [doc["clip"]] if doc["clip"] is not None else [doc["video"]]
+"""
 
 
 def run_xllm_evaluate(
@@ -101,13 +114,13 @@ def test_vqa_generation_scores_equal_xllm_evaluate(tmp_path, saved_tiny_dir, ima
         {"id": i, "images": Path(images[i]).name, "prompt": questions[i], "answers": ["none"]}
         for i in range(4)
     ]
-    _, first = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, "--task", "vqa")
+    _, first = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, *FAST_VQA)
     # Ten answers per item, 0, 1, 3 and 10 of them the model's own: accuracies 0, 0.3, 0.9 and 1 (VQAv2).
     answers = [
         [first[i]] * count + [f"other{j}" for j in range(10 - count)] for i, count in enumerate([0, 1, 3, 10])
     ]
     rows = [{**row, "answers": answers[i]} for i, row in enumerate(rows)]
-    metrics, predictions = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, "--task", "vqa")
+    metrics, predictions = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, *FAST_VQA)
     assert predictions == first and metrics["vqa_accuracy"] > 0
 
     columns = {
@@ -125,7 +138,7 @@ def test_vqa_generation_scores_equal_xllm_evaluate(tmp_path, saved_tiny_dir, ima
         "doc_to_visual": "!function utils.vqav2_doc_to_visual",
         "doc_to_text": "!function utils.vqav2_doc_to_text",
         "doc_to_target": "answer",
-        "generation_kwargs": dict(SHORT_ANSWER_GENERATION),
+        "generation_kwargs": dict(GENERATION),
         "process_results": "!function utils.vqav2_process_results_val",
         "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
         "lmms_eval_specific_kwargs": {"default": {"pre_prompt": "", "post_prompt": POST_PROMPT}},
@@ -173,6 +186,48 @@ def test_multiple_choice_scores_equal_xllm_evaluate_by_likelihood(tmp_path, save
     negative_log_likelihoods = torch.tensor([[resp[0][0] for resp in sample["resps"]] for sample in samples])
     assert [CLASSES[i] for i in negative_log_likelihoods.argmin(1).tolist()] == predictions
 
+    # The README's command line, on this task, scores the same.
+    output = tmp_path / "lmms_eval_output"
+    command = readme_lmms_eval_command({"CHECKPOINT": str(saved_tiny_dir), "TASKS": str(tmp_path)})
+    subprocess.run([*command, "--output_path", str(output)], check=True, capture_output=True, timeout=600)
+    [report] = output.rglob("*results.json")
+    scores = json.loads(report.read_text())["results"]["xllm_local_choice"]
+    assert scores["acc,none"] == pytest.approx(metrics["accuracy"], abs=1e-12)
+
+
+@pytest.mark.parametrize("audio_modality", ["audio", "speech"])
+def test_audio_and_video_documents_are_answered_as_by_xllm_evaluate(tmp_path, saved_tiny_dir, audio_modality):
+    """lmms-eval's forms: a `datasets.Audio` column (torchcodec decoders) and video file paths."""
+    for i in range(2):
+        (tmp_path / f"clip{i}.wav").write_bytes(wav_bytes(0.6 + 0.5 * i, 300.0 + 200 * i))
+        (tmp_path / f"clip{i}.mp4").write_bytes(mp4_bytes(frames=6, seed=i))
+    question = "what is it?"
+    rows = [{"id": i, audio_modality: f"clip{i}.wav", "prompt": question, "answers": ["x"]} for i in range(2)]
+    rows += [{"id": 2 + i, "videos": f"clip{i}.mp4", "prompt": question, "answers": ["x"]} for i in range(2)]
+    _, predictions = run_xllm_evaluate(tmp_path, saved_tiny_dir, rows, *FAST_VQA)
+
+    columns = {
+        "question": [question] * 4,
+        "clip": [str(tmp_path / "clip0.wav"), str(tmp_path / "clip1.wav"), None, None],
+        "video": [None, None, str(tmp_path / "clip0.mp4"), str(tmp_path / "clip1.mp4")],
+        "answer": ["x"] * 4,
+    }
+    features = Features({"question": Value("string"), "clip": Audio(), "video": Value("string"),
+                         "answer": Value("string")})  # fmt: skip
+    config = {
+        "output_type": "generate_until",
+        "doc_to_visual": "!function utils.clip_or_video",
+        "doc_to_text": "{{question}}",
+        "doc_to_target": "answer",
+        "generation_kwargs": dict(GENERATION),
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+    }
+    write_task(tmp_path, "xllm_local_media", config, columns, features)
+    results = run_lmms_eval(tmp_path, saved_tiny_dir, "xllm_local_media", f",audio_modality={audio_modality}")
+
+    samples = sorted(results["samples"]["xllm_local_media"], key=lambda sample: sample["doc_id"])
+    assert [sample["filtered_resps"][0] for sample in samples] == predictions
+
 
 def test_loglikelihood_answers_are_negated_summed_log_likelihoods(saved_tiny_dir, images):
     lm = XLLMLmmsEval(pretrained=str(saved_tiny_dir), device="cpu", batch_size=2)
@@ -183,7 +238,8 @@ def test_loglikelihood_answers_are_negated_summed_log_likelihoods(saved_tiny_dir
         Instance("loglikelihood", ("what is it?", choice, visuals, doc_id, "task", "test"), idx, metadata=metadata(doc_id))
         for doc_id in range(3) for idx, choice in enumerate(["red", "blue square"])
     ]  # fmt: skip
-    answers = [result.text for result in lm.loglikelihood(requests)]
+    results = lm.loglikelihood(requests)
+    answers = [unwrap_generation_output(result)[0] for result in results]  # what lmms-eval's scoring gets
 
     prompts = [lm.prompt("what is it?", [doc["image"]]) for doc in docs]
     expected = score_candidates(lm.model, lm.processor, prompts, ["red", "blue square"], progress=False)
@@ -293,6 +349,18 @@ def test_media_of_a_modality_the_model_lacks_is_refused(tmp_path):
     lm = XLLMLmmsEval(pretrained=str(tmp_path), device="cpu")
     with pytest.raises(ValueError, match=r"gives \['audio'\] media.*it has \['image', 'video'\]"):
         lm.prompt("what is heard?", [{"array": tone(0.5, 440.0), "sampling_rate": 16000}])
+
+
+def readme_lmms_eval_command(names: dict[str, str]) -> list[str]:
+    """The README's `lmms-eval` line over a local task folder, with the names it uses replaced."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [line] = [line for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
+              for line in block.splitlines() if line.startswith("lmms-eval ") and "--include_path" in line]  # fmt: skip
+    for name, value in names.items():
+        line = line.replace(name, value)
+    executable = shutil.which("lmms-eval", path=str(Path(sys.executable).parent))
+    assert executable is not None, "lmms-eval's console script is not installed next to this Python"
+    return [executable, *shlex.split(line)[1:]]
 
 
 def metadata(doc_id: int) -> dict:
