@@ -33,6 +33,7 @@ The three request types, over the batched code `xllm evaluate` runs:
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import PIL.Image
 from lmms_eval.api.instance import GenerationResult, Instance
@@ -192,39 +193,49 @@ class XLLMLmmsEval(lmms):
     def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
         """Each document's rounds: round 0 asks the context, then its `doc_to_text` gives each next round's
         media and text from the answers so far, until it says stop; the answers of all rounds, per request."""
-        state = []
+        dialogues = []
         for request in requests:
             context, kwargs, doc_to_visual, doc_to_text, doc_id, task, split = request.args
             prompt = self.document_prompt(context, doc_to_visual, task, split, doc_id)
-            state.append({"prompt": prompt, "kwargs": kwargs, "doc_to_text": doc_to_text, "answers": [],
-                          "info": None, "document": self.document(task, split, doc_id), "done": False})  # fmt: skip
+            dialogues.append(Dialogue(self.document(task, split, doc_id), doc_to_text, kwargs, prompt))
         round_index = 0
-        while running := [item for item in state if not item["done"]]:
-            answers = self.generate(
-                [item["prompt"] for item in running], [item["kwargs"] for item in running]
-            )
+        while running := [dialogue for dialogue in dialogues if not dialogue.done]:
+            answers = self.generate([d.prompt for d in running], [d.generation_kwargs for d in running])
             round_index += 1
-            for item, answer in zip(running, answers, strict=True):
-                item["answers"].append(answer)
-                step = item["doc_to_text"](
-                    item["document"],
-                    previous_output=item["answers"],
+            for dialogue, answer in zip(running, answers, strict=True):
+                dialogue.answers.append(answer)
+                step = dialogue.doc_to_text(
+                    dialogue.document,
+                    previous_output=dialogue.answers,
                     round_idx=round_index,
-                    previous_round_info=item["info"],
+                    previous_round_info=dialogue.info,
                 )
                 if not (isinstance(step, tuple) and len(step) == 5):
                     raise ValueError(
                         "A multi-round task's doc_to_text must return (visuals, text, stop, answers, info) for "
                         f"round {round_index}, got {type(step).__name__}."
                     )
-                visuals, text, stop, answers_so_far, info = step
+                visuals, text, stop, answers_so_far, dialogue.info = step
                 if stop:
-                    item["done"] = True
-                    if answers_so_far is not None:
-                        item["answers"] = list(answers_so_far)
+                    dialogue.done = True
+                    if answers_so_far is not None:  # the task's own record of the rounds wins
+                        dialogue.answers = list(answers_so_far)
                 else:
-                    item["prompt"], item["info"] = self.prompt(text, visuals), info
-        return [item["answers"] for item in state]
+                    dialogue.prompt = self.prompt(text, visuals)
+        return [dialogue.answers for dialogue in dialogues]
+
+
+@dataclass
+class Dialogue:
+    """One document of a multi-round task: its next prompt, the answers so far, the task's round state."""
+
+    document: dict
+    doc_to_text: Callable
+    generation_kwargs: dict
+    prompt: ChatPrompt
+    answers: list[str] = field(default_factory=list)
+    info: object = None
+    done: bool = False
 
 
 def positive_batch_size(batch_size) -> int:

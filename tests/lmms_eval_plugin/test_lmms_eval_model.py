@@ -248,6 +248,17 @@ def test_loglikelihood_answers_are_negated_summed_log_likelihoods(saved_tiny_dir
     assert all(isinstance(greedy, bool) for _, greedy in answers)
 
 
+def test_text_only_loglikelihood_requests_of_acc_mutual_info_are_scored(saved_tiny_dir):
+    # lmms-eval's multiple-choice tasks with `acc_mutual_info` add (context, continuation) requests, context "".
+    lm = XLLMLmmsEval(pretrained=str(saved_tiny_dir), device="cpu")
+    requests = [
+        Instance("loglikelihood", ("", choice), i, metadata=metadata(0)) for i, choice in enumerate(CLASSES)
+    ]
+    answers = [unwrap_generation_output(result)[0] for result in lm.loglikelihood(requests)]
+    expected = score_candidates(lm.model, lm.processor, [lm.prompt("", None)], CLASSES, progress=False)
+    torch.testing.assert_close(torch.tensor([[nll for nll, _ in answers]]), -expected, rtol=0, atol=1e-5)
+
+
 def test_generate_until_cuts_at_the_stop_strings_and_batches_by_settings(saved_tiny_dir):
     lm = XLLMLmmsEval(pretrained=str(saved_tiny_dir), device="cpu", batch_size=2)
     docs = [{"image": random_image(seed, size=24)} for seed in range(3)]
@@ -322,6 +333,17 @@ def test_task_generation_kwargs_become_generate_settings():
     assert settings == {"max_new_tokens": 16, "num_beams": 1, "do_sample": False} and until == ["\n\n"]
 
 
+def test_model_args_reach_the_model_and_processor(saved_tiny_dir):
+    # As lmms-eval's `key=value` parsing gives them (numbers as numbers, the CLI's --batch_size as a string).
+    lm = XLLMLmmsEval.create_from_arg_string(
+        f"pretrained={saved_tiny_dir},prompt_format=x-llm,dtype=bfloat16,audio_modality=speech",
+        {"batch_size": "3", "device": "cpu"},
+    )
+    assert lm.processor.prompt_format["name"] == "x-llm" and lm.model.dtype == torch.bfloat16
+    assert lm.audio_modality == "speech" and lm.batch_size == 3 and lm.device.type == "cpu"
+    assert content_part("clip.wav", lm.audio_modality)["type"] == "speech"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -331,6 +353,7 @@ def test_task_generation_kwargs_become_generate_settings():
         ({"audio_modality": "sound"}, "audio_modality must be 'speech' or 'audio'"),
         ({"conv_template": "vicuna"}, r"Unknown model args \['conv_template'\]"),
         ({"max_batch_size": 8}, "--max_batch_size is for --batch_size auto"),
+        ({"prompt_format": "llava"}, "`prompt_format` must name one of"),
     ],
 )
 def test_bad_model_args_are_named(saved_tiny_dir, args, message):
