@@ -43,8 +43,12 @@ CLASSES = ["blue", "green", "red"]
 # is given the same through its flags.
 GENERATION = {**SHORT_ANSWER_GENERATION, "num_beams": 2, "max_new_tokens": 4}
 FAST_VQA = ("--task", "vqa", "--num-beams", "2", "--max-new-tokens", "4")
-# The test's task folder imports lmms-eval's own VQAv2 functions (prompt, image, scoring).
+# The test's task folder: lmms-eval's own VQAv2 functions (prompt, image, scoring) and the README's.
 TASK_UTILS = """from lmms_eval.tasks.vqav2.utils import vqav2_doc_to_text, vqav2_doc_to_visual, vqav2_process_results_val
+
+
+def doc_to_visual(doc):
+    return [doc["image"].convert("RGB")]
 
 
 def clip_or_video(doc):
@@ -66,12 +70,16 @@ def run_xllm_evaluate(
     return report["metrics"], [json.loads(line)["prediction"] for line in lines]
 
 
+def save_dataset(folder: Path, columns: dict, features: Features) -> None:
+    """The rows as the "test" split of a dataset saved with `save_to_disk`."""
+    DatasetDict({"test": Dataset.from_dict(columns, features=features)}).save_to_disk(str(folder))
+
+
 def write_task(folder: Path, name: str, config: dict, columns: dict, features: Features) -> None:
     """A task YAML (with the test's utils.py) over a dataset saved with `save_to_disk`, loaded back with
     lmms-eval's `dataset_kwargs: {load_from_disk: true}` (`ConfigurableTask.download`)."""
-    data = folder / f"{name}_data"
-    DatasetDict({"test": Dataset.from_dict(columns, features=features)}).save_to_disk(str(data))
-    config = {"task": name, "dataset_path": str(data), "dataset_kwargs": {"load_from_disk": True},
+    save_dataset(folder / f"{name}_data", columns, features)
+    config = {"task": name, "dataset_path": str(folder / f"{name}_data"), "dataset_kwargs": {"load_from_disk": True},
               "test_split": "test", **config}  # fmt: skip
     # lmms-eval's YAML tag for a function of the task folder's utils.py, unquoted (safe_dump quotes it).
     text = re.sub(r"'(!function utils\.\w+)'", r"\1", yaml.safe_dump(config, sort_keys=False))
@@ -167,16 +175,12 @@ def test_multiple_choice_scores_equal_xllm_evaluate_by_likelihood(tmp_path, save
 
     columns = {"question": [prompt] * 6, "image": images, "label": [row["label"] for row in rows]}
     features = Features({"question": Value("string"), "image": Image(), "label": Value("string")})
-    config = {
-        "output_type": "multiple_choice",
-        "doc_to_visual": "!function utils.vqav2_doc_to_visual",
-        "doc_to_text": "{{question}}",
-        "doc_to_choice": CLASSES,
-        "doc_to_target": "label",
-        "target_delimiter": "",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-    }
-    write_task(tmp_path, "xllm_local_choice", config, columns, features)
+    # The README's task YAML, its dataset saved where it says.
+    save_dataset(tmp_path / "choice_data", columns, features)
+    (tmp_path / "xllm_local_choice.yaml").write_text(
+        readme_block("yaml", "task: xllm_local_choice").replace("TASKS", str(tmp_path))
+    )
+    (tmp_path / "utils.py").write_text(TASK_UTILS)
     results = run_lmms_eval(tmp_path, saved_tiny_dir, "xllm_local_choice")
 
     assert results["results"]["xllm_local_choice"]["acc,none"] == pytest.approx(
@@ -374,11 +378,16 @@ def test_media_of_a_modality_the_model_lacks_is_refused(tmp_path):
         lm.prompt("what is heard?", [{"array": tone(0.5, 440.0), "sampling_rate": 16000}])
 
 
+def readme_block(language: str, containing: str) -> str:
+    """The README's code block of `language` that contains `containing`."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [block] = [b for b in re.findall(rf"```{language}\n(.*?)```", readme, flags=re.DOTALL) if containing in b]
+    return block
+
+
 def readme_lmms_eval_command(names: dict[str, str]) -> list[str]:
     """The README's `lmms-eval` line over a local task folder, with the names it uses replaced."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    [line] = [line for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
-              for line in block.splitlines() if line.startswith("lmms-eval ") and "--include_path" in line]  # fmt: skip
+    [line] = [line for line in readme_block("sh", "--include_path").splitlines() if "--include_path" in line]
     for name, value in names.items():
         line = line.replace(name, value)
     executable = shutil.which("lmms-eval", path=str(Path(sys.executable).parent))
