@@ -57,7 +57,7 @@ def test_wheel_registers_the_lmms_eval_model(wheel):
     [entry_points] = [name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt")]
     lines = wheel.read(entry_points).decode().splitlines()
     assert "[lmms_eval.models]" in lines
-    assert "xllm = xllm.lmms_eval_model:MANIFEST" in lines
+    assert "xllm = xllm.lmms_eval_model:manifest" in lines
 
 
 def test_xllm_help_runs():

@@ -2,7 +2,7 @@
 
 lmms-eval (0.7.3) finds external models through the `lmms_eval.models` entry-point group
 (`lmms_eval/models/registry_v2.py:139`, `load_entrypoint_manifests`); our pyproject.toml points it at
-`MANIFEST`, so `lmms-eval --model xllm --model_args pretrained=FOLDER` runs any of its tasks. The model is a
+`manifest`, so `lmms-eval --model xllm --model_args pretrained=FOLDER` runs any of its tasks. The model is a
 "simple" one (`is_simple = True`): lmms-eval's chat-message tasks are generation only
 (`lmms_eval/api/task.py:1848`), and multiple-choice tasks need `loglikelihood`.
 
@@ -10,8 +10,9 @@ What lmms-eval hands over, and what it becomes (`content_part`): each request ca
 string and its `doc_to_visual`, called on the document to get the media: PIL images, file paths (image,
 video, audio or point-cloud files by suffix; lmms-eval's convention: any other path is a video), audio
 dicts `{"array", "sampling_rate"}` and the torchcodec decoders `datasets` columns decode to. One user
-turn holds the media first, then the context (as in training and `xllm evaluate`), rendered by the
-processor's chat template and prompt format; the Q-Formers read the context.
+turn holds the media first, then the context (as in training and `xllm evaluate`), or each item where the
+context writes its placeholder (`<image>`: interleaved tasks), rendered by the processor's chat template
+and prompt format; the Q-Formers read the context.
 
 The three request types, over the batched code `xllm evaluate` runs:
 
@@ -32,25 +33,27 @@ The three request types, over the batched code `xllm evaluate` runs:
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import PIL.Image
 from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
-from lmms_eval.models.registry_v2 import ModelManifest
 
 from xllm.evaluation.generation import generate_answers
 from xllm.evaluation.likelihood import candidate_scores
 from xllm.evaluation.prompts import ChatPrompt
 from xllm.evaluation.runner import load_evaluated_model
-from xllm.processing.processor_modalities import AUDIO_FILE_SUFFIXES, MODALITIES
+from xllm.processing.processor_modalities import AUDIO_FILE_SUFFIXES, MODALITIES, placeholder
 
 MODEL_NAME = "xllm"
 # Generation settings of lmms-eval tasks that steer other models or lmms-eval itself, not `generate`:
 # LLaVA's image preprocessing (our processor's image processor decides) and lmms-eval's own modes.
 NOT_FOR_GENERATE = ("image_aspect_ratio", "visual_cot", "max_agentic_steps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# The placeholders (`<image>`, `<video>`, ...) a task's text may write where its media go.
+PLACEHOLDERS = re.compile("(" + "|".join(re.escape(placeholder(m)) for m in MODALITIES) + ")")
 
 
 class XLLMLmmsEval(lmms):
@@ -112,14 +115,31 @@ class XLLMLmmsEval(lmms):
         return self.task_dict[task][split][doc_id]
 
     def prompt(self, context: str, visuals: list | None) -> ChatPrompt:
-        """One user turn: the media, then the context."""
+        """One user turn: the media, then the context; or, when the context writes placeholders
+        (`<image>`, as interleaved tasks such as MMMU-Pro do), each item where its placeholder is."""
         parts = [content_part(visual, self.audio_modality) for visual in visuals or ()]
         missing = sorted({part["type"] for part in parts} - set(self.modalities))
         if missing:
             raise ValueError(
                 f"This task gives {missing} media, which the model has no interface for; it has {self.modalities}."
             )
-        return ChatPrompt([{"role": "user", "content": [*parts, {"type": "text", "text": context}]}])
+        pieces = PLACEHOLDERS.split(context)  # text, placeholder, text, ...
+        if len(pieces) == 1:
+            return ChatPrompt([{"role": "user", "content": [*parts, {"type": "text", "text": context}]}])
+        written = [piece[1:-1] for piece in pieces[1::2]]
+        if sorted(written) != sorted(part["type"] for part in parts):
+            raise ValueError(
+                f"The task's text writes placeholders for {written} but gives {[p['type'] for p in parts]} media; "
+                "each item needs its placeholder, or none of them one."
+            )
+        pending = {modality: [p for p in parts if p["type"] == modality] for modality in written}
+        content = []
+        for index, piece in enumerate(pieces):
+            if index % 2:
+                content.append(pending[piece[1:-1]].pop(0))
+            elif piece:
+                content.append({"type": "text", "text": piece})
+        return ChatPrompt([{"role": "user", "content": content}])
 
     def document_prompt(
         self, context: str, doc_to_visual: Callable | None, task: str, split: str, doc_id: int
@@ -300,6 +320,14 @@ def passed_through(value: tuple[float, bool]) -> GenerationResult:
     return GenerationResult(text=value)
 
 
-MANIFEST = ModelManifest(model_id=MODEL_NAME, simple_class_path=f"{__name__}.XLLMLmmsEval")
+def manifest():
+    """What the `lmms_eval.models` entry point gives lmms-eval's registry: the model's name and class.
 
-__all__ = ["MANIFEST", "MODEL_NAME", "XLLMLmmsEval", "content_part", "generation_settings"]
+    A function, so that `lmms_eval.models` (whose import builds the registry and loads the entry points) is
+    imported only when lmms-eval asks: importing this module first must not load it half-way."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id=MODEL_NAME, simple_class_path=f"{__name__}.XLLMLmmsEval")
+
+
+__all__ = ["MODEL_NAME", "XLLMLmmsEval", "content_part", "generation_settings", "manifest"]

@@ -310,6 +310,33 @@ def test_multi_round_generation_follows_the_tasks_doc_to_text(saved_tiny_dir):
     assert rounds == [[a, b] for a, b in zip(first, second, strict=True)]
 
 
+def test_placeholders_in_the_tasks_text_place_its_media(saved_tiny_dir):
+    # Interleaved tasks (MMMU-Pro, MM-Vet v2) write `<image>` where each image goes.
+    lm = XLLMLmmsEval(pretrained=str(saved_tiny_dir), device="cpu")
+    first, second = random_image(0), random_image(1)
+    prompt = lm.prompt("first <image> or <image>?", [first, second])
+    assert prompt.conversation[0]["content"] == [
+        {"type": "text", "text": "first "}, {"type": "image", "image": first}, {"type": "text", "text": " or "},
+        {"type": "image", "image": second}, {"type": "text", "text": "?"},
+    ]  # fmt: skip
+    assert lm.prompt("what is it?", [first]).conversation[0]["content"][0] == {
+        "type": "image",
+        "image": first,
+    }
+    with pytest.raises(ValueError, match=r"placeholders for \['image'\] but gives \['image', 'image'\]"):
+        lm.prompt("first <image>?", [first, second])
+
+
+def test_importing_the_module_before_lmms_eval_still_registers_the_model():
+    # The entry point is a function: a module-level manifest would import lmms_eval.models half-way.
+    code = "import xllm.lmms_eval_model; from lmms_eval.models import get_model; print(get_model('xllm').__name__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.split()[-1] == "XLLMLmmsEval" and "Failed to load" not in result.stdout + result.stderr
+    )
+
+
 def test_lmms_eval_media_become_content_parts_of_the_right_modality():
     image = random_image(0)
     clip = {"array": tone(0.5, 440.0), "sampling_rate": 16000}
