@@ -6,7 +6,7 @@ from conftest import random_image
 from media_files import tone
 
 from xllm.evaluation.generation import model_inputs
-from xllm.evaluation.likelihood import candidate_tokens, ranked_choice, score_candidates
+from xllm.evaluation.likelihood import candidate_scores, candidate_tokens, ranked_choice, score_candidates
 from xllm.evaluation.prompts import ChatPrompt
 
 CANDIDATES = ["red", "blue square", "a green star shape"]
@@ -88,6 +88,28 @@ def test_candidates_of_several_tokens_score_their_summed_log_likelihood(tiny_mod
     assert mask.sum(1).tolist() == [len(tiny_processor.tokenizer(c, add_special_tokens=False)["input_ids"])
                                     for c in CANDIDATES]  # fmt: skip
     assert mask.sum(1).max() > 1 and (mask[:, 0] == 1).all()
+
+
+def test_candidate_scores_flag_only_the_greedy_continuation_as_greedy(tiny_model, tiny_processor):
+    [item] = prompts(1)
+    inputs = model_inputs(tiny_processor, [item])
+    generated = tiny_model.generate(
+        **inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False, num_beams=1
+    )
+    new_ids = generated[0, inputs["input_ids"].shape[1] :]
+    greedy_text = " ".join(tiny_processor.tokenizer.convert_ids_to_tokens(new_ids.tolist()))
+    assert candidate_tokens(tiny_processor, [greedy_text])[0][0].tolist() == new_ids.tolist()
+    # The greedy text with its last token changed, and the other candidates, are not greedy.
+    changed = " ".join([*greedy_text.split()[:-1], "red" if greedy_text.split()[-1] != "red" else "blue"])
+    candidates = [changed, greedy_text, *CANDIDATES]
+    result = candidate_scores(
+        tiny_model, tiny_processor, [item, item], candidates, batch_size=2, progress=False
+    )
+    assert result.greedy.tolist() == [[False, True] + [c == greedy_text for c in CANDIDATES]] * 2
+    torch.testing.assert_close(
+        result.log_likelihood,
+        score_candidates(tiny_model, tiny_processor, [item, item], candidates, progress=False),
+    )
 
 
 def test_ranked_choice_is_the_highest_score_and_the_first_on_ties():

@@ -52,6 +52,14 @@ def test_wheel_declares_the_xllm_console_script(wheel):
     assert "xllm = xllm.cli:main" in lines
 
 
+def test_wheel_registers_the_lmms_eval_model(wheel):
+    """lmms-eval 0.7 finds external models in the `lmms_eval.models` entry-point group (tests/lmms_eval_plugin/)."""
+    [entry_points] = [name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt")]
+    lines = wheel.read(entry_points).decode().splitlines()
+    assert "[lmms_eval.models]" in lines
+    assert "xllm = xllm.lmms_eval_model:manifest" in lines
+
+
 def test_xllm_help_runs():
     executable = shutil.which("xllm", path=str(Path(sys.executable).parent))
     assert executable is not None, "the `xllm` console script is not installed next to this Python"

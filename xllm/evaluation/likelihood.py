@@ -10,6 +10,9 @@ candidate of one forward, so the ranking is that of the summed log-likelihood, w
 sum does not depend on how candidates are batched, whereas LAVIS's scale changes between
 `n_segments` chunks.
 
+`candidate_scores` also says whether each candidate is what greedy decoding would write (every token the
+argmax of its position's logits), which lmms-eval's `loglikelihood` contract asks for (`xllm.lmms_eval_model`).
+
 Batched without repeating the prompt's work: one forward over a batch of prompts (media encoded once)
 fills the KV cache; the cache is repeated once per candidate and one forward scores all candidates of
 all those prompts (`candidates_per_forward` chunks them to bound memory). The first candidate token is
@@ -17,6 +20,7 @@ scored by the prompt's last logits.
 """
 
 import copy
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -42,8 +46,16 @@ def token_log_likelihoods(logits: torch.Tensor, token_ids: torch.Tensor) -> torc
     return log_probs.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)
 
 
+class CandidateScores(NamedTuple):
+    """Per prompt and candidate (prompts, candidates): the summed log-likelihood (fp32) and whether every
+    token of the candidate is the argmax of its position (greedy decoding would write it)."""
+
+    log_likelihood: torch.Tensor
+    greedy: torch.Tensor
+
+
 @torch.inference_mode()
-def score_candidates(
+def candidate_scores(
     model: PreTrainedModel,
     processor: ProcessorMixin,
     prompts: list[Prompt],
@@ -51,14 +63,14 @@ def score_candidates(
     batch_size: int = 8,
     candidates_per_forward: int | None = None,
     progress: bool = True,
-) -> torch.Tensor:
-    """The summed log-likelihood of every candidate after every prompt: (prompts, candidates), fp32."""
+) -> CandidateScores:
+    """The summed log-likelihood of every candidate after every prompt, and whether it is greedy."""
     ids, mask = candidate_tokens(processor, candidates)
     chunk = candidates_per_forward or len(candidates)
     if chunk < 1:
         raise ValueError(f"candidates_per_forward must be at least 1, got {candidates_per_forward}")
     ids, mask = ids.to(model.device), mask.to(model.device)
-    scores = []
+    scores, greedy = [], []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="ranking", unit="batch", leave=False, disable=not progress):
         inputs = model_inputs(processor, prompts[start : start + batch_size]).to(
@@ -69,7 +81,7 @@ def score_candidates(
         prompt_mask = prompt.attention_mask if prompt.attention_mask is not None else inputs["attention_mask"]
         first = torch.log_softmax(prompt.logits[:, -1].float(), dim=-1)  # (batch, vocab)
         batch = len(prompt_mask)
-        batch_scores = []
+        batch_scores, batch_greedy = [], []
         for begin in range(0, len(candidates), chunk):
             chunk_ids, chunk_mask = ids[begin : begin + chunk], mask[begin : begin + chunk]
             count = len(chunk_ids)
@@ -81,12 +93,32 @@ def score_candidates(
                 [prompt_mask.repeat_interleave(count, 0), rows_mask.to(prompt_mask.dtype)], 1
             )
             later = model(input_ids=rows_ids, attention_mask=attention, past_key_values=cache, use_cache=True)
-            first_token = first.repeat_interleave(count, 0).gather(-1, rows_ids[:, :1])  # (rows, 1)
+            first_rows = first.repeat_interleave(count, 0)  # (rows, vocab)
+            first_token = first_rows.gather(-1, rows_ids[:, :1])  # (rows, 1)
             rest = token_log_likelihoods(later.logits[:, :-1], rows_ids[:, 1:])  # (rows, tokens - 1)
             per_token = torch.cat([first_token, rest], 1) * rows_mask
             batch_scores.append(per_token.sum(1).view(batch, count))
+            argmax = torch.cat([first_rows.argmax(-1, keepdim=True), later.logits[:, :-1].argmax(-1)], 1)
+            matches = (argmax == rows_ids) | ~rows_mask.bool()  # padding never breaks greediness
+            batch_greedy.append(matches.all(1).view(batch, count))
         scores.append(torch.cat(batch_scores, 1))
-    return torch.cat(scores)
+        greedy.append(torch.cat(batch_greedy, 1))
+    return CandidateScores(torch.cat(scores), torch.cat(greedy))
+
+
+def score_candidates(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    prompts: list[Prompt],
+    candidates: list[str],
+    batch_size: int = 8,
+    candidates_per_forward: int | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """The summed log-likelihood of every candidate after every prompt: (prompts, candidates), fp32."""
+    return candidate_scores(
+        model, processor, prompts, candidates, batch_size, candidates_per_forward, progress
+    ).log_likelihood
 
 
 def ranked_choice(scores: torch.Tensor, candidates: list[str]) -> list[str]:
@@ -94,4 +126,4 @@ def ranked_choice(scores: torch.Tensor, candidates: list[str]) -> list[str]:
     return [candidates[index] for index in scores.argmax(1).tolist()]
 
 
-__all__ = ["candidate_tokens", "ranked_choice", "score_candidates"]
+__all__ = ["CandidateScores", "candidate_scores", "candidate_tokens", "ranked_choice", "score_candidates"]

@@ -53,16 +53,24 @@ def predict_examples(
     return task.predict(examples, generate, generation), generation
 
 
-def load_evaluated_model(model_path: str | Path, device: str | None = None):
-    """An X-LLM model (eval mode, on `device` or the first accelerator) and its processor, from a local folder."""
+def load_evaluated_model(
+    model_path: str | Path,
+    device: str | None = None,
+    dtype: str | None = None,
+    processor_kwargs: dict | None = None,
+):
+    """An X-LLM model (eval mode, on `device` or the first accelerator; `dtype` as `from_pretrained` takes
+    it, default as saved) and its processor (`processor_kwargs` override its saved options), from a local
+    folder."""
     import torch
     from transformers import AutoModelForMultimodalLM, AutoProcessor
 
     import xllm  # noqa: F401  (registers the X-LLM classes with the Auto classes)
 
-    model = AutoModelForMultimodalLM.from_pretrained(model_path).eval()
+    model_kwargs = {} if dtype is None else {"dtype": dtype}
+    model = AutoModelForMultimodalLM.from_pretrained(model_path, **model_kwargs).eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device), AutoProcessor.from_pretrained(model_path)
+    return model.to(device), AutoProcessor.from_pretrained(model_path, **(processor_kwargs or {}))
 
 
 def markdown_table(result: EvaluationResult, items: int) -> str:
