@@ -314,3 +314,32 @@ def test_a_benchmark_name_registered_twice_is_refused():
     family = SimpleNamespace(__name__="family", BENCHMARKS=(BENCHMARKS["nocaps_val"],))
     with pytest.raises(ValueError, match="'nocaps_val' is registered twice"):
         collect([family, family])
+
+
+def test_a_lavis_format_model_takes_the_benchmarks_eval_config_inputs(saved_tiny_dir, tmp_path):
+    """A model whose processor writes LAVIS's format is asked each benchmark as its LAVIS eval config asks it
+    (MSVD-QA: `Question: {} Answer:`, 5 frames; vicuna7b/video/msvd_qa.yaml), and the report says so; a model
+    of the `parts` format keeps its own prompt."""
+    import copy
+
+    from xllm.evaluation.benchmarks.runner import take_eval_config_inputs
+    from xllm.evaluation.decoding import lavis_decoding
+    from xllm.processing.prompt_formats_xllm import LavisPromptFormat
+    from xllm.testing import tiny_processor
+
+    row = lavis_decoding("vicuna7b/video/msvd_qa")
+    assert row["inputs"]["prompt_format"]["prompt"] == "Question: {} Answer:"
+    processor = tiny_processor()
+    processor.prompt_format = LavisPromptFormat(prompt="{}").to_dict()
+    processor.video_processor.num_frames = 2
+    assert take_eval_config_inputs(processor, row)
+    assert processor.prompt_format == row["inputs"]["prompt_format"]
+    assert processor.video_processor.num_frames == row["inputs"]["num_video_frames"] == 5
+    parts = tiny_processor()
+    before = copy.deepcopy(parts.prompt_format)
+    assert not take_eval_config_inputs(parts, row) and parts.prompt_format == before
+    annotations, media = LAYOUTS["msvd_qa_test"](tmp_path)
+    report = evaluate(
+        saved_tiny_dir, "msvd_qa_test", annotations, media, tmp_path / "out", "--preset", "x-instructblip-7b"
+    )
+    assert report["settings"]["inputs_from"] is None  # the tiny model writes the `parts` format

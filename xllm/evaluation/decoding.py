@@ -21,6 +21,9 @@ its transformers 4.33 `max_length` / `min_length` count new tokens only: they ar
 captioning.py:106, blip2_vicuna_xinstruct.py:1101), so `do_sample` is False even over an LLM whose
 own generation config samples, and the sampling keys (`top_p`, `temperature`) are left out.
 
+Each row also holds the config's `inputs` (`inputs_from_lavis_config`): the prompt format, video frames and audio
+windows it builds, which `xllm evaluate --benchmark` gives a model of the `lavis` format.
+
 The table ships as `lavis_decoding.json` (made by `decoding_table` from the LAVIS tree; a test
 compares it with the LAVIS mirror when one is at hand). `xllm evaluate --decoding NAME` picks a
 row by its path under `eval/` without `.yaml` (`vicuna7b/image/okvqa_qa`), or reads a LAVIS yaml
@@ -146,9 +149,37 @@ def decoding_from_lavis_config(text: str, where: str) -> dict:
     }
 
 
+def inputs_from_lavis_config(text: str, where: str) -> dict:
+    """What the config builds as the model's input (`lavis_eval_config`): its prompt format (a processor's
+    `prompt_format` dict), video frames and audio windows; `{"unavailable": why}` for a config the `lavis` format
+    cannot express."""
+    import warnings
+
+    from xllm.processing.prompt_formats_xllm import lavis_eval_config, parse_lavis_yaml
+
+    with warnings.catch_warnings():  # the invalid published yamls are read section by section, as designed
+        warnings.simplefilter("ignore")
+        config = parse_lavis_yaml(text, where)
+    try:
+        evaluation = lavis_eval_config(config)
+    except ValueError as error:
+        return {"unavailable": str(error)}
+    return {
+        "prompt_format": evaluation.prompt_format.to_dict(),
+        "num_video_frames": evaluation.num_video_frames,
+        "num_audio_windows": evaluation.num_audio_windows,
+    }
+
+
 def decoding_table(configs: dict[str, str]) -> dict[str, dict]:
     """The table over LAVIS eval configs given as {path under `eval/` without `.yaml`: yaml text}."""
-    return {name: decoding_from_lavis_config(text, f"{name}.yaml") for name, text in sorted(configs.items())}
+    return {
+        name: {
+            **decoding_from_lavis_config(text, f"{name}.yaml"),
+            "inputs": inputs_from_lavis_config(text, f"{name}.yaml"),
+        }
+        for name, text in sorted(configs.items())
+    }
 
 
 @cache
@@ -165,7 +196,11 @@ def lavis_decoding(name_or_path: str | Path) -> dict:
         return table[name]
     path = Path(name_or_path)
     if path.is_file():
-        return decoding_from_lavis_config(path.read_text(), str(path))
+        text = path.read_text()
+        return {
+            **decoding_from_lavis_config(text, str(path)),
+            "inputs": inputs_from_lavis_config(text, str(path)),
+        }
     raise ValueError(
         f"A decoding must name a LAVIS eval config of the table (e.g. {next(iter(table))!r}; "
         f"{len(table)} in `xllm.evaluation.decoding.lavis_decoding_table()`) or a yaml file; got {name_or_path!r}."

@@ -395,14 +395,19 @@ def lavis_yaml_sections(text: str) -> dict[str, tuple[int, str]]:
 
 
 def read_lavis_yaml(path: Path) -> dict:
-    """A LAVIS yaml as a dict. Some published ones are not valid YAML (vicuna7b/pc/objaverse_qa.yaml:105 has
+    """A LAVIS yaml file as a dict (`parse_lavis_yaml`)."""
+    return parse_lavis_yaml(path.read_text(), str(path))
+
+
+def parse_lavis_yaml(text: str, where: str) -> dict:
+    """A LAVIS yaml's text as a dict. Some published ones are not valid YAML (vicuna7b/pc/objaverse_qa.yaml:105 has
     `train:` at column 0, inside `datasets:`), which LAVIS's own loader (OmegaConf, over PyYAML) refuses too;
-    their top-level sections are then read one by one and those that do not parse are left out, with a warning."""
+    their top-level sections are then read one by one and those that do not parse are left out, with a warning
+    naming `where`."""
     import warnings
 
     import yaml
 
-    text = path.read_text()
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -413,7 +418,7 @@ def read_lavis_yaml(path: Path) -> dict:
             except yaml.YAMLError:
                 broken.append(name)
         warnings.warn(
-            f"{path} is not valid YAML ({error.problem}); left out what does not parse: {broken}",
+            f"{where} is not valid YAML ({error.problem}); left out what does not parse: {broken}",
             stacklevel=3,
         )
         return config

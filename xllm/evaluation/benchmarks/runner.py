@@ -96,6 +96,21 @@ def benchmark_decoding(benchmark: Benchmark, preset: str | None, decoding: str |
     return name
 
 
+def take_eval_config_inputs(processor, decoding: dict | None) -> bool:
+    """Give a processor of the `lavis` prompt format the input the benchmark's LAVIS eval config builds (its
+    prompt, prefix and Q-Former text, video frames, audio windows: the decoding row's `inputs`), as LAVIS
+    evaluates that benchmark; processors of other formats keep their own. Returns whether it changed."""
+    inputs = (decoding or {}).get("inputs") or {}
+    if processor.prompt_format.get("name") != "lavis" or "prompt_format" not in inputs:
+        return False
+    processor.prompt_format = dict(inputs["prompt_format"])
+    if inputs["num_video_frames"]:
+        processor.video_processor.num_frames = inputs["num_video_frames"]
+    if inputs["num_audio_windows"]:
+        processor.audio_feature_extractor.num_windows = inputs["num_audio_windows"]
+    return True
+
+
 def wilson_interval(proportion: float, count: int, z: float = 1.959964) -> tuple[float, float]:
     """The Wilson score interval of a proportion observed over `count` items."""
     denominator = 1 + z * z / count
@@ -270,6 +285,7 @@ def run_benchmark(run: BenchmarkRun) -> dict:
     decoding = lavis_decoding(decoding_name) if decoding_name else None
     overrides = {**(decoding["generation"] if decoding else {}), **run.generation_overrides}
     model, processor = load_evaluated_model(run.model, run.device)
+    inputs_from = decoding_name if take_eval_config_inputs(processor, decoding) else None
     generate = partial(generate_answers, model, processor, batch_size=run.batch_size, progress=False)
     rank = partial(
         score_candidates,
@@ -314,6 +330,7 @@ def run_benchmark(run: BenchmarkRun) -> dict:
         "not_provided": NOT_PROVIDED.get(task.name, {}),
         "settings": {
             "prompt_format": settings["prompt_format"],
+            "inputs_from": inputs_from,  # the eval config whose prompt, frames and windows were taken, if any
             "decoding": decoding_name,
             "decoding_sources": {
                 **(decoding["sources"] if decoding else {}),
