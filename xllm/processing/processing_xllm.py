@@ -68,6 +68,15 @@ class XLLMProcessorKwargs(ProcessingKwargs, total=False):
     audio_kwargs: XLLMAudioKwargs
 
 
+def option_names(kwargs_class) -> frozenset[str]:
+    """Every option a `ProcessingKwargs` class names: its groups (`text_kwargs`, ...) and their keys."""
+    names = set()
+    for group, group_class in kwargs_class.__annotations__.items():
+        names.add(group)
+        names.update(getattr(group_class, "__annotations__", {}))
+    return frozenset(names)
+
+
 def default_chat_template() -> str:
     """The X-LLM prompt template (`Question: ...\\n Answer: ...`) shipped with the package."""
     return resources.files(__package__).joinpath("chat_template_xllm.jinja").read_text()
@@ -713,9 +722,10 @@ class XLLMProcessor(ProcessorMixin):
 
     @staticmethod
     def _check_media_counts(texts: list[str], media: dict[str, list]) -> None:
+        joined = "\n".join(texts)  # placeholders hold no newline: none spans two samples
         for modality, items in media.items():
             token = placeholder(modality)
-            count = sum(sample.count(token) for sample in texts)
+            count = joined.count(token)
             if count != len(items):
                 raise ValueError(
                     f"The text has {count} {token} placeholder(s) but {len(items)} {modality} input(s) were "
@@ -732,17 +742,23 @@ class XLLMProcessor(ProcessorMixin):
         samples = []
         for index, sample_ids in enumerate(encoding["input_ids"]):
             source_offsets = encoding["offset_mapping"][index] if with_offsets else None
-            input_ids, offsets = [], []
-            for position, token_id in enumerate(sample_ids):
-                modality = modality_of.get(token_id)
-                block = [token_id]
-                if modality is not None:
-                    # Speech keeps one placeholder: the model splices in as many tokens as CIF fires.
-                    repeats = next(item_lengths[modality]) if modality in item_lengths else 1
-                    block = self.cue_token_ids.get(modality, []) + [token_id] * repeats
+            input_ids, offsets, copied = [], [], 0  # text tokens are copied in runs, between placeholders
+            for position in [p for p, token_id in enumerate(sample_ids) if token_id in modality_of]:
+                input_ids.extend(sample_ids[copied:position])
+                if with_offsets:
+                    offsets.extend(tuple(offset) for offset in source_offsets[copied:position])
+                token_id = sample_ids[position]
+                modality = modality_of[token_id]
+                # Speech keeps one placeholder: the model splices in as many tokens as CIF fires.
+                repeats = next(item_lengths[modality]) if modality in item_lengths else 1
+                block = self.cue_token_ids.get(modality, []) + [token_id] * repeats
                 input_ids.extend(block)
                 if with_offsets:
                     offsets.extend([tuple(source_offsets[position])] * len(block))
+                copied = position + 1
+            input_ids.extend(sample_ids[copied:])
+            if with_offsets:
+                offsets.extend(tuple(offset) for offset in source_offsets[copied:])
             sample = {"input_ids": input_ids}
             if with_offsets:
                 sample["offset_mapping"] = offsets
@@ -887,10 +903,13 @@ class XLLMProcessor(ProcessorMixin):
         ]
 
 
+KNOWN_CALL_OPTIONS = option_names(XLLMProcessorKwargs)  # merged by `_merge_kwargs`, never media
+
+
 def check_keyword_typos(kwargs: dict) -> None:
     """Processors accept extra keywords for their sub-processors, so media under a misspelt keyword
     (`image=`, `pointclouds=`) would be dropped silently: a keyword close to one of ours is a TypeError."""
-    for name in kwargs:
+    for name in kwargs.keys() - KNOWN_CALL_OPTIONS:
         close = difflib.get_close_matches(name, call_keywords(), n=1, cutoff=0.8)
         if close:
             raise TypeError(
