@@ -2,6 +2,12 @@
 
 from dataclasses import dataclass, field, replace
 
+# How the linear-interface ablation (X-InstructBLIP's) is trained: not at all, by alignment alone on
+# `ablation_alignment` (the default run's time budget), or at an equal budget: the same stages 2 and 3,
+# steps, learning rates and data as the Q-Formers (stage 1's BLIP-2 objectives need a Q-Former's text
+# side; a linear interface has none, so it starts at stage 2 as the audio and 3D Q-Formers do).
+ABLATIONS = ("none", "alignment_only", "equal_budget")
+
 
 @dataclass(frozen=True)
 class StepBudget:
@@ -43,8 +49,19 @@ class DemoSettings:
     instruction_tuning: StepBudget = StepBudget(steps=350, batch_size=32, learning_rate=5e-4)
     ablation_alignment: StepBudget = StepBudget(steps=150, batch_size=32, learning_rate=1e-3)
     comparisons_per_modality: int = 2000  # stage 3: "which of the two" over two items of one modality
-    evaluation_items: int = 300
-    run_ablation: bool = True
+    evaluation_items: int = 300  # per modality and test set
+    train_evaluation_items: int = 200  # training-split accuracy: the first items of train
+    ablation: str = "alignment_only"  # see ABLATIONS
+    linear_variant: str = "lavis"  # the ablation's linear interface: LAVIS's layout (projection_only)
+
+    def __post_init__(self):
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
+
+    def full(self) -> "DemoSettings":
+        """`xllm demo --full`: what the default run leaves out for time, the ablation at an equal
+        budget and twice the DisCRn pairs (about 1000 per pair type and test set)."""
+        return replace(self, ablation="equal_budget", discrn_pairs=1000)
 
     def fast(self) -> "DemoSettings":
         return replace(
@@ -70,5 +87,6 @@ class DemoSettings:
             instruction_tuning=StepBudget(steps=0, batch_size=32, learning_rate=5e-4),
             comparisons_per_modality=0,
             evaluation_items=100,
-            run_ablation=False,
+            train_evaluation_items=100,
+            ablation="none",
         )
