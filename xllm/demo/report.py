@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 
 def percent(entry: dict) -> str:
@@ -370,14 +371,16 @@ def plot_results(results: dict, path: Path) -> None:
         [max(0.0, v["high"] - h) for h, (_, _, v) in zip(heights, bars, strict=True)],
     ]
     axis.bar(range(len(bars)), heights, yerr=errors, capsize=2, color=[colours[name] for _, name, _ in bars])
-    for name, colour in colours.items():
-        if any(bar_set == name for _, bar_set, _ in bars):
-            axis.bar([], [], color=colour, label=SET_TITLES[name])
-    axis.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance (DisCRn)")
+    chance = axis.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance (DisCRn)")
+    handles = [
+        Patch(color=colour, label=SET_TITLES[name])
+        for name, colour in colours.items()
+        if any(bar_set == name for _, bar_set, _ in bars)
+    ]
     axis.set_xticks(range(len(bars)), [label for label, _, _ in bars], rotation=90, fontsize=6)
     axis.set_ylim(0, 1)
     axis.set_ylabel("accuracy (95% interval)")
-    axis.legend(fontsize=7)
+    axis.legend(handles=[*handles, chance], fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
