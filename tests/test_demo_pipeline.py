@@ -71,7 +71,7 @@ def test_the_equal_budget_ablation_trains_the_q_formers_stages_on_the_same_data(
     assert len(losses["ablation: stage 3: instruction tuning"]) == len(losses["stage 3: instruction tuning"])
     assert {"ablation: stage 2: alignment", "ablation: evaluate"} <= set(report["timings_seconds"])
     assert "Linear ablation: equal budget, `linear_variant=lavis`" in markdown
-    assert "xllm demo --full" not in markdown  # nothing of the ablation left out
+    assert "The ablation at an equal budget" not in markdown  # nothing of the ablation left out
 
 
 def test_the_short_ablation_says_what_it_did_not_run(output, equal_budget_report):

@@ -139,13 +139,16 @@ def test_the_margin_over_linear_is_a_target_only_at_an_equal_budget():
     not_run = markdown_report(short).split("## Not run in this report")[1]
     assert "300 alignment steps" in not_run and "xllm demo --full" in not_run
     assert "xllm demo --seeds 0,1,2" in not_run
+    assert "The longer alignment" not in not_run  # no alignment budget in this report's settings
+    longer = markdown_report(_report(settings={"seed": 0, "ablation": "none", "alignment": {"steps": 300}}))
+    assert "The longer alignment: 300 stage-2 steps here; `xllm demo --full` runs 900" in longer
     equal = _report(ablation=_linear("equal_budget", 0.85), settings={"seed": 0, "ablation": "equal_budget"})
     lines = "\n".join(target_lines(equal))
     assert (
         "missed: DisCRn in-distribution image_point_cloud: +5.0 points over the linear ablation at an equal budget"
         in lines
     )
-    assert "--full" not in markdown_report(equal)
+    assert "The ablation at an equal budget" not in markdown_report(equal)
 
 
 def test_headline_figures_include_the_gap_between_q_former_and_linear():

@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from .settings import DemoSettings  # noqa: E402
+
 
 def percent(entry: dict) -> str:
     return f"{100 * entry['accuracy']:.1f}% [{100 * entry['low']:.1f}, {100 * entry['high']:.1f}]"
@@ -176,6 +178,13 @@ def not_run_lines(report: dict) -> list[str]:
             f"- The ablation at an equal budget: the linear interfaces here had {steps} alignment steps "
             "and no instruction tuning, fewer than the Q-Formers; `xllm demo --full` gives them the same "
             "stages, steps, learning rates and data."
+        )
+    full_steps = DemoSettings().full().alignment.steps
+    steps = settings.get("alignment", {}).get("steps", full_steps)
+    if steps < full_steps:
+        lines.append(
+            f"- The longer alignment: {steps} stage-2 steps here; `xllm demo --full` runs {full_steps} "
+            "(the default's budget leaves image colour under-fit on the training images, see settings.py)."
         )
     if report.get("seeds") is None:
         lines.append(
