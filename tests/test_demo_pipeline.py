@@ -83,3 +83,17 @@ def test_the_short_ablation_says_what_it_did_not_run(output, equal_budget_report
     assert report["timings_seconds"]["world"] < equal_budget_report[0]["timings_seconds"]["world"]
     not_run = write_demo_report(report, output / "short").split("## Not run in this report")[1]
     assert "1 alignment steps and no instruction tuning" in not_run and "xllm demo --full" in not_run
+
+
+def test_an_unknown_ablation_setting_is_refused_with_the_choices():
+    with pytest.raises(
+        ValueError,
+        match=r"ablation must be one of \('none', 'alignment_only', 'equal_budget'\), got 'sometimes'",
+    ):
+        DemoSettings(ablation="sometimes")
+
+
+def test_full_runs_the_ablation_at_an_equal_budget_with_the_longer_alignment():
+    full = DemoSettings().full()
+    assert (full.ablation, full.discrn_pairs, full.alignment.steps) == ("equal_budget", 1000, 900)
+    assert full.alignment.learning_rate == DemoSettings().alignment.learning_rate

@@ -18,7 +18,8 @@ class StepBudget:
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Every knob of `xllm demo`. `fast()` is the image + point-cloud variant the tests run."""
+    """Every knob of `xllm demo`. `fast()` is the image + point-cloud variant the tests run, `full()`
+    adds what the default leaves out for time (`xllm demo --full`)."""
 
     seed: int = 0
     modalities: tuple[str, ...] = ("image", "video", "speech", "audio", "point_cloud")
