@@ -7,11 +7,17 @@ import pytest
 import trimesh
 from torchcodec.decoders import VideoDecoder
 
-from xllm.world.build import WorldSizes, build_world
+from xllm.world.build import DISCRN_SETS, WorldSizes, build_world
 from xllm.world.discrn import SHARED_ATTRIBUTES, text_comparisons
 from xllm.world.point_clouds import make_primitive, sample_point_cloud
 from xllm.world.sounds import synthesise_sound
-from xllm.world.splits import HELD_OUT_CROSSINGS, crossing_key, held_out_combinations, split_combinations
+from xllm.world.splits import (
+    HELD_OUT_CROSSINGS,
+    TEST_SETS,
+    crossing_key,
+    held_out_combinations,
+    split_combinations,
+)
 from xllm.world.videos import DIRECTION_STEPS
 from xllm.world.vocabulary import (
     ATTRIBUTES,
@@ -23,7 +29,16 @@ from xllm.world.vocabulary import (
 )
 
 TINY = WorldSizes(
-    image=24, point_cloud=24, video=6, audio=6, speech=4, validation=3, test=16, discrn_pairs=20, points=128
+    image=24,
+    point_cloud=24,
+    video=6,
+    audio=6,
+    speech=12,
+    validation=3,
+    test=16,
+    test_in_distribution=16,
+    discrn_pairs=20,
+    points=128,
 )
 SEED = 3
 
@@ -59,6 +74,41 @@ def test_train_never_shows_a_held_out_combination_and_test_shows_only_them(world
         assert keys["test"] <= held_out and keys["validation"] <= held_out, modality
 
 
+def test_in_distribution_items_have_only_combinations_that_train_shows(world):
+    for modality in HELD_OUT_CROSSINGS:
+        trained = {tuple(c.values()) for c in split_combinations(modality, "train", SEED)}
+        items = world[modality]["test_in_distribution"]["attributes"]
+        assert len(items) == TINY.test_in_distribution
+        assert {tuple(a[name] for name in ATTRIBUTES[modality]) for a in items} <= trained, modality
+        held_out = held_out_combinations(modality, SEED)
+        assert {crossing_key(modality, a) for a in items}.isdisjoint(held_out), modality
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_in_distribution_items_are_new_draws_not_copies_of_train_items(world, modality):
+    media = {"point_cloud": "point_cloud", "speech": "speech"}.get(modality, modality)
+    stored = {
+        split: _stored_columns(world[modality][split].select_columns([media]))[media]
+        for split in ("train", "test_in_distribution")
+    }
+
+    def key(value):  # the media bytes: PNG, mp4, wav, or the point array itself
+        return repr(value["bytes"]) if isinstance(value, dict) else repr(value)
+
+    train = {key(value) for value in stored["train"]}
+    assert not train & {key(value) for value in stored["test_in_distribution"]}, modality
+
+
+def test_speech_in_distribution_never_repeats_a_train_recording(world):
+    def recordings(split):
+        rows = world["speech"][split].select_columns(["transcript", "attributes"])
+        return {(row["transcript"], row["attributes"]["voice"], row["attributes"]["rate"]) for row in rows}
+
+    assert recordings("test_in_distribution").isdisjoint(recordings("train"))
+    trained = {caption(t, c) for t in HELD_OUT_CROSSINGS for c in split_combinations(t, "train", SEED)}
+    assert set(world["speech"]["test_in_distribution"]["transcript"]) <= trained
+
+
 def test_every_attribute_value_still_appears_in_train_combinations():
     for modality in HELD_OUT_CROSSINGS:
         train = split_combinations(modality, "train", SEED)
@@ -76,15 +126,16 @@ def test_speech_test_sentences_are_captions_of_held_out_combinations_only(world)
     assert set(world["speech"]["train"]["transcript"]).isdisjoint(held_out_sentences)
 
 
+@pytest.mark.parametrize("test_set", list(TEST_SETS))
 @pytest.mark.parametrize("pair", list(SHARED_ATTRIBUTES))
-def test_discrn_pairs_are_balanced_test_items_that_differ_on_the_asked_attribute(world, pair):
-    pairs = world["discrn"]["_".join(pair)]
+def test_discrn_pairs_are_balanced_test_items_that_differ_on_the_asked_attribute(world, pair, test_set):
+    pairs = world[DISCRN_SETS[test_set]]["_".join(pair)]
     assert pairs["answer"].count("first") == pairs["answer"].count("second") == TINY.discrn_pairs // 2
     assert pairs["first_modality"].count(pair[0]) == TINY.discrn_pairs // 2
-    test_attributes = {
+    test_attributes = {  # the pairs' items come from their own test set's split only
         row["id"]: row["attributes"]
         for modality in pair
-        for row in world[modality]["test"].select_columns(["id", "attributes"])
+        for row in world[modality][TEST_SETS[test_set]].select_columns(["id", "attributes"])
     }
     for row in pairs.remove_columns(list(pair)):
         first_id, second_id = (
@@ -180,7 +231,7 @@ def test_every_text_of_the_world_uses_only_vocabulary_words(world):
     texts = []
     for _, _, dataset in _all_datasets({m: world[m] for m in MODALITIES}):
         texts += list(dataset["caption"]) + [t for qa in dataset["qa"] for pair in qa for t in pair.values()]
-    for dataset in world["discrn"].values():
+    for dataset in (d for key in DISCRN_SETS.values() for d in world[key].values()):
         texts += list(dataset["caption_prompt"]) + list(dataset["answer"])
     texts += list(text_comparisons(count=10)["instruction"])
     assert {word for text in texts for word in text.split(" ")} <= vocabulary

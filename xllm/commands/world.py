@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         point_cloud=args.train,
         validation=1,
         test=args.test,
+        test_in_distribution=args.test,
         discrn_pairs=args.discrn_pairs,
     )
     with tempfile.TemporaryDirectory() as folder:

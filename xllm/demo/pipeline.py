@@ -10,8 +10,11 @@ Phases, each timed:
              the C-Former (no LLM)
   stage 2    alignment: every interface against the frozen LLM, captioning / transcription
   stage 3    instruction tuning: every (instruction, answer) pair of every modality, mixed
-  evaluate   captioning + attribute accuracy, speech WER, DisCRn-style cross-modal accuracy next
-             to chance, the caption baseline and the linear-interface ablation
+  evaluate   on three sets: the training split (what was taught), the in-distribution test split
+             (new draws of the trained combinations: the papers' claims) and the held-out
+             combinations (compositional generalisation): captioning + attribute accuracy, speech
+             WER, and on both test sets DisCRn-style cross-modal accuracy next to chance, the
+             caption baseline and the linear-interface ablation
 """
 
 import functools
@@ -45,7 +48,8 @@ from ..trainers import (
 )
 from ..trainers.stage1_interface_pretraining import pretraining_collator
 from ..world import build_world, load_world, text_comparisons
-from ..world.build import WorldSizes
+from ..world.build import DISCRN_SETS, WorldSizes
+from ..world.splits import TEST_SETS
 from ..world.vocabulary import CAPTION_INSTRUCTIONS
 from . import encoders as stage0_encoders
 from .data import (
@@ -72,6 +76,8 @@ POINTS = 512
 # starts from the trained image interface; audio and 3D interfaces start at stage 2 here.
 STAGE1_MODALITIES = ("image", "speech")
 DISCRN_PAIRS = {"image_point_cloud": ("image", "point_cloud"), "audio_video": ("audio", "video")}
+# Evaluation set -> its world split: what was taught, then the two test sets (splits.TEST_SETS).
+EVALUATION_SETS = {"train": "train", **TEST_SETS}
 
 
 def stable_digest(settings: dict) -> str:
@@ -106,6 +112,7 @@ class Demo:
         sizes = WorldSizes(
             **{m: s.world_train.get(m, 0) for m in ("image", "point_cloud", "video", "audio", "speech")},
             test=s.world_test,
+            test_in_distribution=s.world_test,
             validation=min(50, s.world_test),
             discrn_pairs=s.discrn_pairs,
             video_frames=8,
@@ -128,6 +135,7 @@ class Demo:
                 "speech": asdict(s.speech_encoder),
                 "modalities": s.modalities,
                 "comparisons": s.text_comparisons,
+                "diagnostics": 2,  # encoders measured on every evaluation set, the LLM on both test sets
             },
         )
         return self.cache / f"stage0-{key}"
@@ -151,14 +159,15 @@ class Demo:
         )
         self.losses["stage 0: language model"] = losses
         diagnostics = {}
-        for pair_name, modalities_of_pair in DISCRN_PAIRS.items():
-            if set(modalities_of_pair) <= set(self.settings.modalities):
-                rows = world["discrn"][pair_name].select_columns(
-                    ["question", "answer", "first_caption", "second_caption"]
-                )
-                diagnostics[f"llm_text_comparison_{pair_name}"] = text_comparison_accuracy(
-                    model, tokenizer, rows.to_list()
-                )
+        for test_set, key in DISCRN_SETS.items():
+            for pair_name, modalities_of_pair in DISCRN_PAIRS.items():
+                if set(modalities_of_pair) <= set(self.settings.modalities):
+                    rows = world[key][pair_name].select_columns(
+                        ["question", "answer", "first_caption", "second_caption"]
+                    )
+                    diagnostics[f"llm_text_comparison_{test_set}_{pair_name}"] = text_comparison_accuracy(
+                        model, tokenizer, rows.to_list()
+                    )
         self.diagnostics.update(diagnostics)
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
@@ -185,15 +194,14 @@ class Demo:
     ) -> tuple[PreTrainedModel, dict]:
         modality = {"vision": "image"}.get(name, name)
         train = world_items(world[modality]["train"], modality)
-        test = world_items(world[modality]["test"], modality)
         if name == "speech":
-            return self.pretrain_speech_encoder(train, test, processor, tokenizer)
+            return self.pretrain_speech_encoder(train, processor, tokenizer)
         encoder = {
             "vision": lambda: stage0_encoders.vision_encoder(IMAGE_SIDE),
             "audio": stage0_encoders.audio_encoder,
             "point_cloud": stage0_encoders.point_cloud_encoder,
         }[name]()
-        inputs, test_inputs = (self.encoder_inputs(modality, items, processor) for items in (train, test))
+        inputs = self.encoder_inputs(modality, train, processor)
         attributes = stage0_encoders.ATTRIBUTES[modality]
         heads, losses = stage0_encoders.pretrain_on_attributes(
             encoder,
@@ -206,13 +214,19 @@ class Demo:
             **self.encoder_augmentation(modality, processor),
         )
         self.losses[f"stage 0: {name} encoder"] = losses
-        accuracy = stage0_encoders.attribute_accuracy(
-            encoder,
-            heads,
-            test_inputs,
-            stage0_encoders.attribute_labels([i["attributes"] for i in test], modality),
-        )
-        return encoder, {f"encoder_{modality}_test_{k}": v for k, v in accuracy.items()}
+        # The encoder's own heads on every evaluation set: what the interface could read at best.
+        diagnostics = {}
+        for evaluation_set, split in EVALUATION_SETS.items():
+            items = train if split == "train" else world_items(world[modality][split], modality)
+            items = items[: self.settings.evaluation_items]
+            accuracy = stage0_encoders.attribute_accuracy(
+                encoder,
+                heads,
+                self.encoder_inputs(modality, items, processor),
+                stage0_encoders.attribute_labels([i["attributes"] for i in items], modality),
+            )
+            diagnostics |= {f"encoder_{modality}_{evaluation_set}_{k}": v for k, v in accuracy.items()}
+        return encoder, diagnostics
 
     @staticmethod
     def encoder_augmentation(modality: str, processor: XLLMProcessor) -> dict:
@@ -238,7 +252,7 @@ class Demo:
         media = inputs[model_modality(modality).input_name]
         return media[:, 0] if model_modality(modality).layout == "windows" else media
 
-    def pretrain_speech_encoder(self, train, test, processor, tokenizer) -> tuple[PreTrainedModel, dict]:
+    def pretrain_speech_encoder(self, train, processor, tokenizer) -> tuple[PreTrainedModel, dict]:
         encoder = stage0_encoders.speech_encoder()
         features = processor.speech_feature_extractor(
             [item["media"]["array"] for item in train],
@@ -301,6 +315,8 @@ class Demo:
         )
         if modality == "speech":
             return XLLMInterfaceConfig(kind="cformer", num_query_tokens=1, instruction_aware=False, **common)
+        if kind == "linear":
+            common["linear_variant"] = self.settings.linear_variant
         return XLLMInterfaceConfig(
             kind=kind, num_query_tokens=QUERIES[modality], instruction_aware=True, **common
         )
@@ -394,46 +410,63 @@ class Demo:
     # ---------------------------------------------------------------- evaluation
 
     def evaluate(
-        self, model, processor, test: dict[str, list[dict]], world: dict, with_baseline: bool = True
+        self,
+        model,
+        processor,
+        items: dict[str, dict[str, list[dict]]],
+        world: dict,
+        with_baseline: bool = True,
+        captioning: bool = True,
     ) -> dict:
+        """Evaluation set (EVALUATION_SETS) -> {captioning, speech, discrn} for `items` (evaluation set
+        -> modality -> items). DisCRn runs on the test sets only, from their own pairs; the caption
+        baseline reuses the captions of the captioning evaluation where it captioned the same item."""
         model.eval()
-        results = {"captioning": {}, "discrn": {}}
-        captions = {}
-        for modality, items in test.items():
-            if modality == "speech":
-                examples = [chat_example("speech", item["media"], "transcribe the speech") for item in items]
-                predictions = greedy_answers(model, processor, examples, max_new_tokens=16, desc="speech")
-                results["speech"] = speech_scores(predictions, items)
-                continue
-            examples = [
-                chat_example(modality, item["media"], CAPTION_INSTRUCTIONS[modality][0]) for item in items
-            ]
-            predictions = greedy_answers(
-                model, processor, examples, max_new_tokens=12, desc=f"caption {modality}"
-            )
-            captions.update({item["id"]: p for item, p in zip(items, predictions, strict=True)})
-            results["captioning"][modality] = captioning_scores(predictions, items, modality) | {
-                "examples": [
-                    {"reference": i["caption"], "prediction": p}
-                    for i, p in list(zip(items, predictions, strict=True))[:5]
-                ]
-            }
-        for pair_name, modalities in DISCRN_PAIRS.items():
-            if not set(modalities) <= set(test):
-                continue
-            pairs = self.discrn_pairs(world, pair_name, modalities)
-            examples = [comparison_example(p["question"], *p["media"]) for p in pairs]
-            predictions = greedy_answers(
-                model, processor, examples, max_new_tokens=2, desc=f"DisCRn {pair_name}"
-            )
-            entry = {"x-llm": discrn_scores(predictions, pairs), "chance": 0.5}
-            if with_baseline:
-                entry["caption_baseline"] = self.caption_baseline(model, processor, pairs, modalities)
-            results["discrn"][pair_name] = entry
+        results = {}
+        for evaluation_set, by_modality in items.items():
+            entry, captions = {"captioning": {}, "discrn": {}}, {}
+            for modality, modality_items in by_modality.items() if captioning else ():
+                if modality == "speech":
+                    examples = [
+                        chat_example("speech", item["media"], "transcribe the speech")
+                        for item in modality_items
+                    ]
+                    predictions = greedy_answers(
+                        model, processor, examples, max_new_tokens=16, desc=f"{evaluation_set} speech"
+                    )
+                    entry["speech"] = speech_scores(predictions, modality_items)
+                    continue
+                instruction = CAPTION_INSTRUCTIONS[modality][0]
+                examples = [chat_example(modality, item["media"], instruction) for item in modality_items]
+                predictions = greedy_answers(
+                    model, processor, examples, max_new_tokens=12, desc=f"{evaluation_set} caption {modality}"
+                )
+                captions |= {
+                    (modality, item["id"]): p for item, p in zip(modality_items, predictions, strict=True)
+                }
+                entry["captioning"][modality] = captioning_scores(predictions, modality_items, modality) | {
+                    "examples": [
+                        {"reference": i["caption"], "prediction": p}
+                        for i, p in list(zip(modality_items, predictions, strict=True))[:5]
+                    ]
+                }
+            for pair_name, modalities in DISCRN_PAIRS.items():
+                if evaluation_set not in DISCRN_SETS or not set(modalities) <= set(by_modality):
+                    continue
+                pairs = self.discrn_pairs(world[DISCRN_SETS[evaluation_set]], pair_name, modalities)
+                examples = [comparison_example(p["question"], *p["media"]) for p in pairs]
+                predictions = greedy_answers(
+                    model, processor, examples, max_new_tokens=2, desc=f"{evaluation_set} DisCRn {pair_name}"
+                )
+                pair_entry = {"x-llm": discrn_scores(predictions, pairs), "chance": 0.5}
+                if with_baseline:
+                    pair_entry["caption_baseline"] = self.caption_baseline(model, processor, pairs, captions)
+                entry["discrn"][pair_name] = pair_entry
+            results[evaluation_set] = entry
         return results
 
-    def discrn_pairs(self, world: dict, pair_name: str, modalities: tuple[str, str]) -> list[dict]:
-        dataset = world["discrn"][pair_name]
+    def discrn_pairs(self, discrn: dict, pair_name: str, modalities: tuple[str, str]) -> list[dict]:
+        dataset = discrn[pair_name]
         limit = min(self.settings.discrn_pairs, len(dataset))
         rows = dataset.select(range(limit))
         pairs = []
@@ -454,29 +487,31 @@ class Demo:
             )
         return pairs
 
-    def caption_baseline(self, model, processor, pairs: list[dict], modalities) -> dict:
-        """Each input replaced by the model's own caption of it; then the LLM compares the texts."""
-        media = [m for pair in pairs for m in pair["media"]]
+    def caption_baseline(self, model, processor, pairs: list[dict], captions: dict) -> dict:
+        """The papers' caption baseline: each input replaced by the model's own caption of it (the
+        interface and frozen LLM describe it alone), then the frozen LLM answers from the two
+        captions, text only. `captions` holds the captions already generated, by (modality, id)."""
+        inputs = {
+            (modality, item_id): value
+            for pair in pairs
+            for (modality, value), item_id in zip(pair["media"], pair["ids"], strict=True)
+        }
+        missing = [key for key in inputs if key not in captions]
         examples = [
-            chat_example(modality, value, CAPTION_INSTRUCTIONS[modality][0]) for modality, value in media
+            chat_example(modality, inputs[modality, item_id], CAPTION_INSTRUCTIONS[modality][0])
+            for modality, item_id in missing
         ]
-        captions = greedy_answers(model, processor, examples, max_new_tokens=12, desc="baseline captions")
-        text_examples = [
-            {
-                "messages": [
-                    {
-                        "role": "user",
-                        "content": [
-                            {
-                                "type": "text",
-                                "text": f"{pair['question']} first : {captions[2 * i]} second : {captions[2 * i + 1]}",
-                            }
-                        ],
-                    }
-                ]
-            }
-            for i, pair in enumerate(pairs)
-        ]
+        generated = greedy_answers(model, processor, examples, max_new_tokens=12, desc="baseline captions")
+        captions = captions | dict(zip(missing, generated, strict=True))
+        text_examples = []
+        for pair in pairs:
+            first, second = (
+                captions[m, item_id] for m, item_id in zip(pair["modalities"], pair["ids"], strict=True)
+            )
+            text = f"{pair['question']} first : {first} second : {second}"
+            text_examples.append(
+                {"messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]}
+            )
         predictions = greedy_answers(
             model, processor, text_examples, max_new_tokens=2, desc="baseline answers"
         )
@@ -519,48 +554,25 @@ class Demo:
         )
         model = self.phase("assemble", self.assemble, llm_folder, encoder_folders, processor)
         rng = np.random.default_rng([s.seed, 17])
-        train = self.phase(
-            "decode media", lambda: {m: world_items(world[m]["train"], m) for m in s.modalities}
-        )
-        test = {m: world_items(world[m]["test"], m, limit=s.evaluation_items) for m in s.modalities}
+        train, evaluation_items = self.phase("decode media", self.decoded_items, world)
         self.phase("stage 1: interface pre-training", self.interface_pretraining, model, processor, train)
-        captioning = [e for m, items in train.items() for e in caption_examples(items, m, rng)]
-        self.phase(
-            "stage 2: alignment",
-            self.supervised_stage,
-            "stage 2: alignment",
-            AlignmentTrainer,
-            model,
-            processor,
-            captioning,
-            s.alignment,
+        # The data of stages 2 and 3 per modality, drawn once: the equal-budget ablation trains on it too.
+        captioning = {m: caption_examples(items, m, rng) for m, items in train.items()}
+        instructions = {m: instruction_examples(items, m) for m, items in train.items()}
+        for m, items in train.items():
+            instructions[m] += same_modality_comparisons(items, m, s.comparisons_per_modality, rng)
+        self.train_stages_2_and_3(
+            model, processor, captioning, instructions, s.alignment, s.instruction_tuning
         )
-        instructions = [e for m, items in train.items() for e in instruction_examples(items, m)]
-        instructions += [
-            e
-            for m, items in train.items()
-            for e in same_modality_comparisons(items, m, s.comparisons_per_modality, rng)
-        ]
-        self.phase(
-            "stage 3: instruction tuning",
-            self.supervised_stage,
-            "stage 3: instruction tuning",
-            InstructionTuningTrainer,
-            model,
-            processor,
-            instructions,
-            s.instruction_tuning,
-        )
-        results = self.phase("evaluate", self.evaluate, model, processor, test, world)
-        if s.run_ablation:
-            results["ablation"] = self.phase(
-                "ablation: linear interfaces",
-                self.ablation,
+        results = self.phase("evaluate", self.evaluate, model, processor, evaluation_items, world)
+        if s.ablation != "none":
+            results["ablation"] = self.ablation(  # timed phase by phase inside
                 llm_folder,
                 encoder_folders,
                 processor,
-                train,
-                test,
+                captioning,
+                instructions,
+                evaluation_items,
                 world,
             )
         model_folder = self.output / "model"
@@ -577,24 +589,81 @@ class Demo:
             "model": str(model_folder),
         }
 
-    def ablation(self, llm_folder, encoder_folders, processor, train, test, world) -> dict:
-        """The paper's ablation: linear interfaces (pooled encoder features -> fixed tokens) in
-        place of the Q-Formers, trained by alignment only, on a smaller budget."""
-        modalities = [m for m in train if m != "speech"]
-        model = self.assemble(llm_folder, encoder_folders, processor, kind="linear")
-        rng = np.random.default_rng([self.settings.seed, 23])
-        captioning = [e for m in modalities for e in caption_examples(train[m], m, rng)]
-        self.supervised_stage(
-            "ablation: alignment",
-            AlignmentTrainer,
+    def decoded_items(self, world: dict) -> tuple[dict[str, list[dict]], dict[str, dict[str, list[dict]]]]:
+        """The train items of every modality, and the items of every evaluation set (the training
+        split's are its first `train_evaluation_items`)."""
+        s = self.settings
+        train = {m: world_items(world[m]["train"], m) for m in s.modalities}
+        evaluation = {"train": {m: items[: s.train_evaluation_items] for m, items in train.items()}}
+        for name, split in TEST_SETS.items():
+            evaluation[name] = {
+                m: world_items(world[m][split], m, limit=s.evaluation_items) for m in s.modalities
+            }
+        return train, evaluation
+
+    def train_stages_2_and_3(
+        self,
+        model,
+        processor,
+        captioning: dict[str, list[dict]],
+        instructions: dict[str, list[dict]],
+        alignment: StepBudget,
+        instruction_tuning: StepBudget,
+        prefix: str = "",
+    ) -> None:
+        """Stage 2 (alignment: captions, transcripts) then stage 3 (instruction tuning), each on the
+        examples of every modality of the dicts, shuffled together."""
+        for name, trainer_class, examples, budget in (
+            ("stage 2: alignment", AlignmentTrainer, captioning, alignment),
+            ("stage 3: instruction tuning", InstructionTuningTrainer, instructions, instruction_tuning),
+        ):
+            name = prefix + name
+            examples = [e for modality_examples in examples.values() for e in modality_examples]
+            self.phase(name, self.supervised_stage, name, trainer_class, model, processor, examples, budget)
+
+    def ablation(
+        self, llm_folder, encoder_folders, processor, captioning, instructions, evaluation_items, world
+    ) -> dict:
+        """X-InstructBLIP's ablation: linear interfaces (`settings.linear_variant`; pooled encoder
+        features -> fixed tokens) in place of the Q-Formers, evaluated on DisCRn of both test sets.
+        `settings.ablation` says how it trains (see settings.ABLATIONS): by alignment alone on a
+        smaller budget (the default run's time), or at an equal budget, on the same examples."""
+        s = self.settings
+        modalities = [m for m in captioning if m != "speech"]
+        model = self.phase(
+            "ablation: assemble", self.assemble, llm_folder, encoder_folders, processor, "linear"
+        )
+        if s.ablation == "equal_budget":
+            budgets = (s.alignment, s.instruction_tuning)
+        else:
+            budgets = (s.ablation_alignment, StepBudget(steps=0, batch_size=1, learning_rate=0.0))
+        self.train_stages_2_and_3(
             model,
             processor,
-            captioning,
-            self.settings.ablation_alignment,
+            {m: captioning[m] for m in modalities},
+            {m: instructions[m] for m in modalities},
+            *budgets,
+            prefix="ablation: ",
         )
-        return self.evaluate(model, processor, {m: test[m] for m in modalities}, world, with_baseline=False)[
-            "discrn"
-        ]
+        results = self.phase(
+            "ablation: evaluate",
+            self.evaluate,
+            model,
+            processor,
+            {name: {m: evaluation_items[name][m] for m in modalities} for name in TEST_SETS},
+            world,
+            with_baseline=False,
+            captioning=False,
+        )
+        return {
+            "setting": s.ablation,
+            "linear_variant": s.linear_variant,
+            "steps": {
+                "stage 2: alignment": budgets[0].steps,
+                "stage 3: instruction tuning": budgets[1].steps,
+            },
+            **{name: results[name]["discrn"] for name in TEST_SETS},
+        }
 
 
 __all__ = ["Demo"]

@@ -1,8 +1,8 @@
 """Build the synthetic world and write it to disk as `datasets` objects.
 
-`build_world(output_dir)` writes one `DatasetDict` (train / validation / test) per modality,
-the DisCRn-style cross-modal test set and `world.json` (seed, sizes, held-out combinations,
-vocabulary). Media live inside the Arrow files: PNG images, wav audio, mp4 videos, ply meshes. Every item draws from its own
+`build_world(output_dir)` writes one `DatasetDict` (train / validation / test /
+test_in_distribution, see splits.py) per modality, one DisCRn-style cross-modal test set per test
+split and `world.json` (seed, sizes, held-out combinations, vocabulary). Media live inside the Arrow files: PNG images, wav audio, mp4 videos, ply meshes. Every item draws from its own
 random generator, seeded by (seed, modality, split, index), so the world is the same whatever the
 order or parallelism of generation.
 
@@ -37,7 +37,7 @@ from .images import render_image
 from .point_clouds import make_primitive, sample_point_cloud
 from .sounds import synthesise_sound
 from .speech import RATES, VOICES, speak_all
-from .splits import SPLITS, held_out_combinations, split_combinations
+from .splits import SPLITS, TEST_SETS, held_out_combinations, split_combinations
 from .videos import encode_video, render_video_frames
 from .vocabulary import ATTRIBUTES, MODALITIES, caption, instruction_pairs, world_vocabulary
 
@@ -45,12 +45,14 @@ SAMPLING_RATE = 16000
 # Speech items speak the captions of these modalities.
 SPEECH_TOPICS = ("image", "point_cloud", "video", "audio")
 SPEECH_ATTRIBUTES = ("topic", "voice", "rate")
+# Test set (splits.TEST_SETS) -> the world's key of its DisCRn pairs ("discrn": held out, as before).
+DISCRN_SETS = {"in_distribution": "discrn_in_distribution", "held_out": "discrn"}
 
 
 @dataclass(frozen=True)
 class WorldSizes:
-    """Train items per modality, validation / test items per modality, DisCRn pairs per pair
-    type, and media resolution."""
+    """Train items per modality, validation / test / test_in_distribution items per modality, DisCRn
+    pairs per pair type and test set, and media resolution."""
 
     image: int = 2000
     point_cloud: int = 2000
@@ -59,6 +61,7 @@ class WorldSizes:
     speech: int = 600
     validation: int = 100
     test: int = 300
+    test_in_distribution: int = 300
     discrn_pairs: int = 1000
     image_side: int = 64
     video_frames: int = 8
@@ -157,18 +160,41 @@ def build_split(modality: str, split: str, seed: int, sizes: WorldSizes, media_d
     return Dataset.from_list(rows, features=modality_features(modality, sizes))
 
 
-def _speech_rows(split: str, seed: int, sizes: WorldSizes) -> list[dict]:
-    """Speech items: the caption of a random item of another modality (of the same split's
-    attribute combinations), in a random voice and rate. espeak-ng runs once per distinct request."""
+def _speech_requests(split: str, seed: int, sizes: WorldSizes) -> list[tuple[int, str, dict, list]]:
+    """(index, sentence, attributes, qa) of each speech item: the caption of a random item of another
+    modality (of the split's attribute combinations), in a random voice and rate.
+
+    espeak-ng says a (sentence, voice, rate) the same way every time, so an in-distribution item
+    that drew one a train item has would be that train item again: it draws again (its own
+    generator, so still independent of the other items), and every test item is a new recording.
+    """
     combinations = {topic: split_combinations(topic, split, seed) for topic in SPEECH_TOPICS}
-    items = []
+    seen = set()
+    if split == "test_in_distribution":
+        seen = {
+            (sentence, a["voice"], a["rate"]) for _, sentence, a, _ in _speech_requests("train", seed, sizes)
+        }
+    requests = []
     for index in range(sizes.count("speech", split)):
         rng = item_rng(seed, "speech", split, index)
-        topic = SPEECH_TOPICS[rng.integers(len(SPEECH_TOPICS))]
-        sentence = caption(topic, combinations[topic][rng.integers(len(combinations[topic]))])
-        attributes = {"topic": topic, "voice": sorted(VOICES)[rng.integers(len(VOICES))]}
-        attributes["rate"] = sorted(RATES)[rng.integers(len(RATES))]
-        items.append((index, sentence, attributes, instruction_pairs("speech", attributes, sentence, rng)))
+        for _ in range(100):
+            topic = SPEECH_TOPICS[rng.integers(len(SPEECH_TOPICS))]
+            sentence = caption(topic, combinations[topic][rng.integers(len(combinations[topic]))])
+            attributes = {"topic": topic, "voice": sorted(VOICES)[rng.integers(len(VOICES))]}
+            attributes["rate"] = sorted(RATES)[rng.integers(len(RATES))]
+            if (sentence, attributes["voice"], attributes["rate"]) not in seen:
+                break
+        else:
+            raise ValueError(
+                f"no speech item of split {split!r} differs from every train item after 100 draws"
+            )
+        requests.append((index, sentence, attributes, instruction_pairs("speech", attributes, sentence, rng)))
+    return requests
+
+
+def _speech_rows(split: str, seed: int, sizes: WorldSizes) -> list[dict]:
+    """Speech items of `split` (see `_speech_requests`); espeak-ng runs once per distinct request."""
+    items = _speech_requests(split, seed, sizes)
     waveforms = speak_all(
         [(sentence, attributes["voice"], attributes["rate"]) for _, sentence, attributes, _ in items]
     )
@@ -190,8 +216,10 @@ def build_world(
 ) -> dict[str, DatasetDict]:
     """Generate the world into `output_dir` and return it, loaded back from disk.
 
-    Returns modality -> DatasetDict(train, validation, test) for image, video, speech, audio and
-    point_cloud, and "discrn" -> DatasetDict(image_point_cloud, audio_video) built from test items.
+    Returns modality -> DatasetDict(train, validation, test, test_in_distribution) for image, video,
+    speech, audio and point_cloud, "discrn" -> DatasetDict(image_point_cloud, audio_video) built from
+    test items (held-out combinations) and "discrn_in_distribution" -> the same from
+    test_in_distribution items.
     `save_to_disk` copies the mp4 and ply files into the Arrow files (the stored path keeps only
     the file name), so they are written to a scratch folder that is removed afterwards, and the
     world folder is self-contained.
@@ -200,13 +228,18 @@ def build_world(
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output_dir) as media_dir:
-        test_sets = {}
+        test_sets = {name: {} for name in TEST_SETS}
         for modality in MODALITIES:
             splits = {split: build_split(modality, split, seed, sizes, Path(media_dir)) for split in SPLITS}
             DatasetDict(splits).save_to_disk(output_dir / modality)
             # The in-memory copy: selecting rows of the saved one would write cache files beside it.
-            test_sets[modality] = splits["test"]
-        build_discrn_test_sets(test_sets, sizes.discrn_pairs, seed).save_to_disk(output_dir / "discrn")
+            for name, split in TEST_SETS.items():
+                test_sets[name][modality] = splits[split]
+        for name, key in DISCRN_SETS.items():
+            # The held-out pairs keep the random stream they had before the in-distribution ones existed.
+            stream = () if name == "held_out" else (SPLITS.index(TEST_SETS[name]),)
+            pairs = build_discrn_test_sets(test_sets[name], sizes.discrn_pairs, seed, stream=stream)
+            pairs.save_to_disk(output_dir / key)
     manifest = {
         "seed": seed,
         "sizes": asdict(sizes),
@@ -222,4 +255,4 @@ def load_world(output_dir: str | Path) -> dict[str, DatasetDict]:
     output_dir = Path(output_dir)
     if not (output_dir / "world.json").is_file():
         raise ValueError(f"output_dir must hold a world built by build_world, got {str(output_dir)!r}")
-    return {name: load_from_disk(output_dir / name) for name in (*MODALITIES, "discrn")}
+    return {name: load_from_disk(output_dir / name) for name in (*MODALITIES, *DISCRN_SETS.values())}

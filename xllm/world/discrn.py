@@ -6,7 +6,7 @@ is the target item's, and the other item is drawn among those with a *different*
 exactly one of the two answers the question. Answers alternate first / second (balanced to
 one pair), and the pools swap places every two pairs, so each modality comes first half the time.
 
-The cross-modal test set (`build_discrn_test_sets`) uses test-split items only; the text-only examples
+A cross-modal test set (`build_discrn_test_sets`) uses the items of one test split only; the text-only examples
 (`text_comparisons`) that teach the language model the task use captions drawn over every
 attribute combination (text only: no media is involved, see `random_descriptions`).
 """
@@ -108,8 +108,12 @@ def text_comparisons(count: int, seed: int = 0) -> Dataset:
     return Dataset.from_list([examples[i] for i in rng.permutation(len(examples))])
 
 
-def build_discrn_test_sets(test_sets: Mapping[str, Dataset], count: int, seed: int = 0) -> DatasetDict:
-    """The cross-modal test set: `count` pairs per pair type, from the given test splits.
+def build_discrn_test_sets(
+    test_sets: Mapping[str, Dataset], count: int, seed: int = 0, stream: tuple[int, ...] = ()
+) -> DatasetDict:
+    """The cross-modal test set: `count` pairs per pair type, from the given test splits (of one
+    test set: held-out combinations or in-distribution); `stream` names the random stream of the
+    pairs, so that two test sets of one world draw their pairs independently.
 
     One dataset per pair type ("image_point_cloud", "audio_video") with both media columns (named
     by modality), their ids, first_modality (which of the two is the first option), attribute,
@@ -119,7 +123,9 @@ def build_discrn_test_sets(test_sets: Mapping[str, Dataset], count: int, seed: i
     parts = {}
     for type_index, (modalities, attributes) in enumerate(SHARED_ATTRIBUTES.items()):
         pools = tuple(_described_items(test_sets[modality]) for modality in modalities)
-        pairs = comparison_pairs(pools, attributes, count, np.random.default_rng([seed, 11, type_index]))
+        pairs = comparison_pairs(
+            pools, attributes, count, np.random.default_rng([seed, 11, type_index, *stream])
+        )
         parts["_".join(modalities)] = _pair_dataset(pairs, modalities, test_sets)
     return DatasetDict(parts)
 
