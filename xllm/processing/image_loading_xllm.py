@@ -65,7 +65,9 @@ def checked_image_array(image: np.ndarray | torch.Tensor, name: str) -> np.ndarr
     if isinstance(image, torch.Tensor):
         real_numbers = not image.dtype.is_complex and image.dtype != torch.bool
     else:
-        real_numbers = image.dtype.kind in "iuf"  # signed, unsigned integers or floats (not bool, complex, objects)
+        real_numbers = (
+            image.dtype.kind in "iuf"
+        )  # signed, unsigned integers or floats (not bool, complex, objects)
     if not real_numbers:
         raise TypeError(f"`{name}` must hold integers (0-255) or floats, got dtype {image.dtype}")
     if image.ndim not in (2, 3) or 0 in image.shape:
