@@ -75,3 +75,18 @@ def test_plain_save_pretrained_writes_the_card_and_keeps_a_richer_one(tmp_path, 
     write_model_card(tmp_path, model.config, eval_report=REPORT)
     model.save_pretrained(tmp_path)
     assert ModelCard.load(tmp_path / "README.md").data.eval_results[0].metric_value == pytest.approx(0.75)
+
+
+def test_a_benchmark_report_names_its_benchmark_in_the_card(tmp_path):
+    """`xllm evaluate --benchmark` reports carry the benchmark's name instead of a manifest path."""
+    report = {
+        "task": "vqa",
+        "benchmark": "okvqa_val",
+        "items": 5,
+        "partial": True,
+        "metrics": {"vqa_accuracy": 0.4},
+    }
+    write_model_card(tmp_path, tiny_config(), eval_report=report, model_name="me/xllm-tiny")
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.eval_results[0].dataset_name == "okvqa_val"
+    assert "**vqa** on okvqa_val (partial: `--limit`) (5 items)" in card.text

@@ -46,7 +46,11 @@ def eval_results(reports: list[dict]) -> list[EvalResult]:
     """One model-index entry per (report, metric)."""
     results = []
     for report in reports:
-        dataset = report.get("dataset") or Path(str(report.get("data", report["task"]))).stem
+        dataset = (
+            report.get("dataset")
+            or report.get("benchmark")
+            or Path(str(report.get("data", report["task"]))).stem
+        )
         for metric, value in report["metrics"].items():
             results.append(
                 EvalResult(
