@@ -171,15 +171,14 @@ def inputs_from_lavis_config(text: str, where: str) -> dict:
     }
 
 
+def lavis_config_row(text: str, where: str) -> dict:
+    """One row of the table: a LAVIS eval config's decoding and its `inputs`."""
+    return {**decoding_from_lavis_config(text, where), "inputs": inputs_from_lavis_config(text, where)}
+
+
 def decoding_table(configs: dict[str, str]) -> dict[str, dict]:
     """The table over LAVIS eval configs given as {path under `eval/` without `.yaml`: yaml text}."""
-    return {
-        name: {
-            **decoding_from_lavis_config(text, f"{name}.yaml"),
-            "inputs": inputs_from_lavis_config(text, f"{name}.yaml"),
-        }
-        for name, text in sorted(configs.items())
-    }
+    return {name: lavis_config_row(text, f"{name}.yaml") for name, text in sorted(configs.items())}
 
 
 @cache
@@ -196,11 +195,7 @@ def lavis_decoding(name_or_path: str | Path) -> dict:
         return table[name]
     path = Path(name_or_path)
     if path.is_file():
-        text = path.read_text()
-        return {
-            **decoding_from_lavis_config(text, str(path)),
-            "inputs": inputs_from_lavis_config(text, str(path)),
-        }
+        return lavis_config_row(path.read_text(), str(path))
     raise ValueError(
         f"A decoding must name a LAVIS eval config of the table (e.g. {next(iter(table))!r}; "
         f"{len(table)} in `xllm.evaluation.decoding.lavis_decoding_table()`) or a yaml file; got {name_or_path!r}."

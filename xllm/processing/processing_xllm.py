@@ -396,6 +396,11 @@ class XLLMProcessor(ProcessorMixin):
                     sample_ids[start : position + repeats], skip_special_tokens=False
                 )
                 char_start = decoded.find(replacement, cursor)
+                if char_start < 0:
+                    raise ValueError(
+                        f"The decoded text of a {modality} block ({replacement[:40]!r}...) is not in its sample's decoded "
+                        "text: this tokenizer's decoding depends on context, so the replacement offsets cannot be given."
+                    )
                 cursor = char_start + len(replacement)
                 sample_offsets.append(
                     {"type": modality, "replacement": replacement, "new_span": (char_start, cursor)}
@@ -418,10 +423,9 @@ class XLLMProcessor(ProcessorMixin):
         windows times the queries. Sounds that go to the speech interface (a model without an audio interface)
         are not counted: CIF decides their length."""
         data = {}
+        options = self._merge_kwargs(self.valid_processor_kwargs, **kwargs)
         if audio_lengths is not None and not self.audio_goes_to_speech:
-            max_windows = self._merge_kwargs(self.valid_processor_kwargs, **kwargs)["audio_kwargs"].get(
-                "max_windows"
-            )
+            max_windows = options["audio_kwargs"].get("max_windows")
             data["num_audio_tokens"] = [
                 self._queries("audio") * self._audio_windows_of(length, max_windows)
                 for length in audio_lengths
@@ -430,7 +434,7 @@ class XLLMProcessor(ProcessorMixin):
             data["num_image_tokens"] = [self._queries("image")] * len(image_sizes)
             data["num_image_patches"] = [1] * len(image_sizes)
         if video_sizes is not None:
-            videos_kwargs = self._merge_kwargs(self.valid_processor_kwargs, **kwargs)["videos_kwargs"]
+            videos_kwargs = options["videos_kwargs"]
             sampled = videos_kwargs.get("do_sample_frames")
             if sampled is None:
                 sampled = self.video_processor.do_sample_frames
