@@ -34,6 +34,7 @@ from .feature_extraction_audio_xllm import XLLMAudioFeatureExtractor
 from .feature_extraction_point_cloud_xllm import XLLMPointCloudFeatureExtractor
 from .feature_extraction_speech_xllm import XLLMSpeechFeatureExtractor
 from .image_loading_xllm import checked_image
+from .merged_options_xllm import remembered_merge
 from .processor_modalities import MODALITIES, ProcessorModality, keywords, placeholder, processor_modality
 from .prompt_formats_xllm import encode_pieces, prompt_format_dict, prompt_format_from
 from .video_loading_xllm import is_encoded_video, load_video_frames
@@ -408,6 +409,18 @@ class XLLMProcessor(ProcessorMixin):
                 position += repeats
             offsets.append(sample_offsets)
         return offsets
+
+    def _merge_kwargs(
+        self, ModelProcessorKwargs=None, tokenizer_init_kwargs: dict | None = None, **kwargs
+    ) -> dict:
+        """`ProcessorMixin._merge_kwargs`, remembered per set of call options (`merged_options_xllm`)."""
+        return remembered_merge(
+            self,
+            super()._merge_kwargs,
+            ModelProcessorKwargs or self.valid_processor_kwargs,
+            tokenizer_init_kwargs,
+            kwargs,
+        )
 
     def _get_num_multimodal_tokens(
         self,

@@ -1,0 +1,87 @@
+"""The processor remembers `_merge_kwargs` per set of call options (`merged_options_xllm`): a
+remembered merge must be exactly transformers' merge, whatever the options, and never go stale."""
+
+import copy
+
+import pytest
+import torch
+from transformers import BlipImageProcessor
+from transformers.processing_utils import ProcessorMixin
+
+OPTION_SETS = [
+    {},
+    {"return_tensors": "pt"},
+    {"padding": "max_length", "max_length": 24, "truncation": True},
+    {"text_kwargs": {"padding": "longest"}, "images_kwargs": {"do_resize": False}},
+    {"common_kwargs": {"return_tensors": "pt"}},
+    {"videos_kwargs": {"num_frames": 2}, "audio_kwargs": {"max_windows": 3}},
+    {"rescale_factor": 0.5, "padding_side": "right"},
+]
+
+
+@pytest.fixture
+def processor(tiny_processor):
+    return copy.deepcopy(tiny_processor)  # a memo of its own
+
+
+def transformers_merge(processor, tokenizer_defaults=None, **options):
+    return ProcessorMixin._merge_kwargs(
+        processor, processor.valid_processor_kwargs, tokenizer_defaults, **options
+    )
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda options: ",".join(options) or "none")
+def test_a_remembered_merge_is_transformers_merge(processor, options):
+    expected = transformers_merge(processor, {"padding": False}, **options)
+    first = processor._merge_kwargs(processor.valid_processor_kwargs, {"padding": False}, **options)
+    second = processor._merge_kwargs(processor.valid_processor_kwargs, {"padding": False}, **options)
+    assert first == expected and second == expected
+    assert len(processor._merged_options) == 1
+
+
+def test_what_a_caller_does_to_its_options_does_not_reach_the_next_call(processor):
+    options = processor._merge_kwargs(processor.valid_processor_kwargs, videos_kwargs={"num_frames": 2})
+    options["videos_kwargs"].pop("num_frames")
+    options["text_kwargs"]["padding"] = "max_length"
+    again = processor._merge_kwargs(processor.valid_processor_kwargs, videos_kwargs={"num_frames": 2})
+    assert again == transformers_merge(processor, videos_kwargs={"num_frames": 2})
+    assert again["videos_kwargs"]["num_frames"] == 2
+
+
+def test_an_option_given_twice_is_refused_on_every_call(processor):
+    for _ in range(2):
+        with pytest.raises(ValueError, match="passed two times"):
+            processor._merge_kwargs(
+                processor.valid_processor_kwargs, padding="longest", text_kwargs={"padding": "longest"}
+            )
+    assert not processor.__dict__.get("_merged_options")
+
+
+def test_other_tokenizer_defaults_merge_afresh(processor):
+    short = processor._merge_kwargs(processor.valid_processor_kwargs, {"max_length": 8})
+    long = processor._merge_kwargs(processor.valid_processor_kwargs, {"max_length": 16})
+    assert short["text_kwargs"]["max_length"] == 8 and long["text_kwargs"]["max_length"] == 16
+    assert long == transformers_merge(processor, {"max_length": 16})
+
+
+def test_a_replaced_sub_processor_is_seen(processor):
+    before = processor._merge_kwargs(processor.valid_processor_kwargs, images_kwargs={"do_resize": False})
+    processor.image_processor = BlipImageProcessor(size={"height": 16, "width": 16})
+    after = processor._merge_kwargs(processor.valid_processor_kwargs, images_kwargs={"do_resize": False})
+    assert after == transformers_merge(processor, images_kwargs={"do_resize": False})
+    assert len(processor._merged_options) == 2 and before == after  # same options, merged twice
+
+
+def test_an_option_that_cannot_be_compared_is_merged_every_time(processor):
+    device = torch.device("cpu")  # not a plain value: no key can stand for it
+    options = processor._merge_kwargs(processor.valid_processor_kwargs, images_kwargs={"device": device})
+    assert options == transformers_merge(processor, images_kwargs={"device": device})
+    assert not processor.__dict__.get("_merged_options")
+
+
+def test_a_processor_call_gives_the_same_inputs_from_a_remembered_merge(processor, image):
+    first = processor(images=[image], text=["<image> what is it ?"], padding="max_length", max_length=40)
+    second = processor(images=[image], text=["<image> what is it ?"], padding="max_length", max_length=40)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert first["input_ids"].shape[1] == 40
