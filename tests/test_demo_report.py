@@ -179,8 +179,11 @@ def test_report_has_targets_and_time_sections():
 class _FakeDemo:
     """Stands in for the pipeline: a report whose DisCRn accuracy depends on the seed."""
 
-    def __init__(self, settings, output):
+    runs: list = []
+
+    def __init__(self, settings, output, cache_dir=None):
         self.settings, self.output = settings, output
+        self.runs.append((settings.seed, settings.stand_in_seed, cache_dir))
 
     def run(self) -> dict:
         report = _report(in_distribution_discrn=0.9 - 0.02 * self.settings.seed)
@@ -193,15 +196,33 @@ def test_demo_seeds_runs_each_seed_in_its_folder_and_summarises_them(tmp_path, m
     from xllm.cli import main
 
     monkeypatch.setattr(xllm.demo, "Demo", _FakeDemo)
-    assert main(["demo", "--fast", "--seeds", "0,1,2", "--output", str(tmp_path)]) == 0
+    monkeypatch.setattr(_FakeDemo, "runs", [])
+    assert main(["demo", "--fast", "--seeds", "0,1,2", "--seed", "5", "--output", str(tmp_path)]) == 0
     for seed in (0, 1, 2):
         assert (tmp_path / f"seed-{seed}" / "report.md").is_file()
+    # The interfaces' seed varies; the world and stage 0 are --seed's, built once in one cache.
+    assert _FakeDemo.runs == [(seed, 5, tmp_path / "cache") for seed in (0, 1, 2)]
     summary = (tmp_path / "report.md").read_text()
     assert (
         "| DisCRn in-distribution image_point_cloud X-LLM | 90.0 | 88.0 | 86.0 | 88.0 | 4.0 | yes |"
         in summary
     )
     assert "seeds 0, 1, 2" in capsys.readouterr().out
+
+
+def test_demo_threads_sets_torch_threads_and_refuses_a_non_positive_count(tmp_path, monkeypatch):
+    import torch
+
+    import xllm.demo
+    from xllm.cli import main
+
+    counts = []
+    monkeypatch.setattr(torch, "set_num_threads", counts.append)
+    monkeypatch.setattr(xllm.demo, "Demo", _FakeDemo)
+    assert main(["demo", "--fast", "--threads", "1", "--output", str(tmp_path)]) == 0
+    assert counts == [1]
+    with pytest.raises(SystemExit, match="--threads must be a positive count, got 0"):
+        main(["demo", "--threads", "0"])
 
 
 def test_demo_rejects_bad_seed_lists_and_fast_with_full(capsys):

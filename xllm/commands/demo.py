@@ -23,8 +23,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--seeds",
         type=_seed_list,
         default=None,
-        help="Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, and a report of "
-        "each headline figure's mean and range in OUTPUT/report.md.",
+        help="Comma-separated seeds of the interfaces (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, all on "
+        "the world and stage-0 models of --seed (built once, in OUTPUT/cache), and a report of each headline "
+        "figure's mean and range in OUTPUT/report.md.",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's). Figures repeat for the same seed, machine and "
+        "thread count; another count stands in for another machine's floating-point kernels.",
     )
     parser.set_defaults(run=run)
 
@@ -45,12 +53,18 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
+    import torch
+
     from xllm.demo import Demo, DemoSettings, write_demo_report
     from xllm.demo.report import write_seeds_report
 
     settings = DemoSettings(seed=args.seed)
     if args.fast and args.full:
         raise SystemExit("xllm demo: --fast and --full exclude each other; choose one")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"xllm demo: --threads must be a positive count, got {args.threads}")
+        torch.set_num_threads(args.threads)
     if args.fast:
         settings = settings.fast()
     if args.full:
@@ -63,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         reports = {}
         for seed in args.seeds:
             folder = output / f"seed-{seed}"
-            reports[seed] = dict(Demo(replace(settings, seed=seed), folder).run(), seeds=args.seeds)
+            seed_settings = replace(settings, seed=seed, world_seed=args.seed)
+            demo = Demo(seed_settings, folder, cache_dir=output / "cache")
+            reports[seed] = dict(demo.run(), seeds=args.seeds)
             write_demo_report(reports[seed], folder)
         print("\n" + write_seeds_report(reports, output))
         report = reports[args.seeds[-1]]

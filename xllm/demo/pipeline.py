@@ -88,10 +88,18 @@ def stable_digest(settings: dict) -> str:
 class Demo:
     """One run of the demo; `run()` returns the report (also written to `output_dir`)."""
 
-    def __init__(self, settings: DemoSettings, output_dir: str | Path, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        settings: DemoSettings,
+        output_dir: str | Path,
+        log: Callable[[str], None] = print,
+        cache_dir: str | Path | None = None,
+    ):
+        """`cache_dir` (default `output_dir/cache`) holds the world and stage 0; runs that share them
+        (seeds of `xllm demo --seeds`) share it."""
         self.settings = settings
         self.output = Path(output_dir)
-        self.cache = self.output / "cache"
+        self.cache = Path(cache_dir) if cache_dir is not None else self.output / "cache"
         self.log = log
         self.timings: dict[str, float] = {}
         self.losses: dict[str, list[float]] = {}
@@ -118,17 +126,17 @@ class Demo:
             video_frames=8,
             points=POINTS,
         )
-        folder = self.cache / f"world-seed{s.seed}-{stable_digest(asdict(sizes))}"
+        folder = self.cache / f"world-seed{s.stand_in_seed}-{stable_digest(asdict(sizes))}"
         if (folder / "world.json").exists():
             self.log(f"   cached: {folder}")
             return load_world(folder)
-        return build_world(folder, seed=s.seed, sizes=sizes)
+        return build_world(folder, seed=s.stand_in_seed, sizes=sizes)
 
     def stage0_folder(self) -> Path:
         s = self.settings
         key = stable_digest(
             {
-                "seed": s.seed,
+                "seed": s.stand_in_seed,
                 "train": s.world_train,
                 "lm": asdict(s.language_model),
                 "enc": {name: asdict(budget) for name, budget in s.encoders.items()},
@@ -147,14 +155,15 @@ class Demo:
             self.diagnostics.update(json.loads((folder / "diagnostics.json").read_text()))
             return folder
         tokenizer = world_tokenizer()
-        comparisons = text_comparisons(self.settings.text_comparisons, seed=self.settings.seed)
+        seed = self.settings.stand_in_seed
+        comparisons = text_comparisons(self.settings.text_comparisons, seed=seed)
         modalities = {m: world[m] for m in self.settings.modalities}
-        examples = language_examples(modalities, comparisons, seed=self.settings.seed)
+        examples = language_examples(modalities, comparisons, seed=seed)
         model, losses = train_language_model(
             tokenizer,
             examples,
             self.settings.language_model,
-            self.settings.seed,
+            seed,
             progress=self.progress("LLM", self.settings.language_model),
         )
         self.losses["stage 0: language model"] = losses
@@ -209,7 +218,7 @@ class Demo:
             stage0_encoders.attribute_labels([i["attributes"] for i in train], modality),
             attributes,
             self.settings.encoders[name],
-            self.settings.seed,
+            self.settings.stand_in_seed,
             progress=self.progress(f"{name} encoder", self.settings.encoders[name]),
             **self.encoder_augmentation(modality, processor),
         )
@@ -269,7 +278,7 @@ class Demo:
             transcripts,
             len(tokenizer),
             self.settings.speech_encoder,
-            self.settings.seed,
+            self.settings.stand_in_seed,
             progress=self.progress("speech encoder", self.settings.speech_encoder),
         )
         self.losses["stage 0: speech encoder"] = losses
@@ -317,6 +326,8 @@ class Demo:
             return XLLMInterfaceConfig(kind="cformer", num_query_tokens=1, instruction_aware=False, **common)
         if kind == "linear":
             common["linear_variant"] = self.settings.linear_variant
+        elif modality == "video" and self.settings.video_time:
+            common["frame_positions"] = VIDEO_FRAMES  # beyond the papers: see settings.video_time
         return XLLMInterfaceConfig(
             kind=kind, num_query_tokens=QUERIES[modality], instruction_aware=True, **common
         )
@@ -582,6 +593,7 @@ class Demo:
         processor.save_pretrained(model_folder)
         return {
             "settings": asdict(s),
+            "threads": torch.get_num_threads(),
             "timings_seconds": self.timings,
             "diagnostics": self.diagnostics,
             "results": results,

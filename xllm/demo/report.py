@@ -204,6 +204,14 @@ def markdown_report(report: dict) -> str:
         "claims) and the *held-out combinations* (never trained: compositional generalisation).",
         "",
     ]
+    settings = report.get("settings", {})
+    world_seed = settings.get("world_seed")
+    lines += [
+        f"Run: interface seed {settings.get('seed', 0)}, world and stage-0 seed "
+        f"{settings.get('seed', 0) if world_seed is None else world_seed}, {report.get('threads', '?')} torch "
+        "thread(s) (figures repeat for the same seeds, machine and thread count).",
+        "",
+    ]
     lines += ["## Time per phase", "", "| phase | seconds |", "| --- | ---: |"]
     lines += [f"| {name} | {seconds:.1f} |" for name, seconds in report["timings_seconds"].items()]
     lines += [f"| **total** | {sum(report['timings_seconds'].values()):.1f} |", ""]

@@ -21,7 +21,10 @@ class DemoSettings:
     """Every knob of `xllm demo`. `fast()` is the image + point-cloud variant the tests run, `full()`
     adds what the default leaves out for time (`xllm demo --full`)."""
 
-    seed: int = 0
+    seed: int = 0  # the interfaces: their initialisation, stage 1-3 data and order
+    # The world and the stage-0 stand-ins for pretrained models (default: `seed`). `xllm demo --seeds`
+    # keeps them fixed, as the papers keep their pretrained encoders and LLM, and varies `seed` alone.
+    world_seed: int | None = None
     modalities: tuple[str, ...] = ("image", "video", "speech", "audio", "point_cloud")
     world_train: dict[str, int] = field(
         default_factory=lambda: {
@@ -54,6 +57,15 @@ class DemoSettings:
     train_evaluation_items: int = 200  # training-split accuracy: the first items of train
     ablation: str = "alignment_only"  # see ABLATIONS
     linear_variant: str = "lavis"  # the ablation's linear interface: LAVIS's layout (projection_only)
+    # Beyond the papers: the video Q-Former reads whole videos, each frame marked with its time
+    # (`XLLMInterfaceConfig.frame_positions`); without it frames are read one by one and the frozen LLM
+    # would have to compare them to see motion.
+    video_time: bool = True
+
+    @property
+    def stand_in_seed(self) -> int:
+        """The seed of the world and of stage 0."""
+        return self.seed if self.world_seed is None else self.world_seed
 
     def __post_init__(self):
         if self.ablation not in ABLATIONS:

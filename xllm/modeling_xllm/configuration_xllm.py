@@ -52,6 +52,12 @@ class XLLMInterfaceConfig(PreTrainedConfig):
     (`encoder_layer_norm_eps`) is PyTorch's 1e-5 as LAVIS' `ln_vision`; converted transformers BLIP-2 /
     InstructBLIP models take their vision config's `layer_norm_eps` (1e-6).
 
+    `frame_positions` (video time, beyond the papers; 0 in every published preset): the number of frame
+    positions a Q-Former of a video (or windowed audio) interface knows. With it, each frame's queries
+    know their frame's time and read every frame of their video, each frame's encoder features marked
+    with its time (learned position embeddings), so the interface can see motion; without it (X-LLM,
+    X-InstructBLIP) each frame is read alone and only the frozen LLM could compare frames.
+
     Example:
 
     ```python
@@ -87,6 +93,7 @@ class XLLMInterfaceConfig(PreTrainedConfig):
     cif_threshold: float = 1.0
     cif_tail_threshold: float = 0.5
     quantity_loss_weight: float = 1.0
+    frame_positions: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -104,6 +111,11 @@ class XLLMInterfaceConfig(PreTrainedConfig):
         if self.cross_attention_frequency < 1:
             raise ValueError(
                 f"`cross_attention_frequency` must be >= 1, got {self.cross_attention_frequency}."
+            )
+        if self.frame_positions < 0 or (self.frame_positions and self.kind != "qformer"):
+            raise ValueError(
+                "`frame_positions` (video time) is a count of frame positions for a `qformer` interface, or 0; "
+                f"got {self.frame_positions} for kind {self.kind!r}."
             )
         if self.num_query_tokens < 1 and self.kind != "cformer":
             raise ValueError(f"`num_query_tokens` must be >= 1, got {self.num_query_tokens}.")

@@ -193,6 +193,9 @@ class QFormerInterface(XLLMInterfacePreTrainedModel):
         self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.hidden_size))
         self.qformer = QFormer(config)
         self.adapter = nn.Linear(config.hidden_size, config.output_hidden_size)
+        if config.frame_positions:  # video time (configuration_xllm: `frame_positions`)
+            self.frame_feature_embeddings = nn.Embedding(config.frame_positions, config.encoder_hidden_size)
+            self.frame_query_embeddings = nn.Embedding(config.frame_positions, config.hidden_size)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -205,19 +208,25 @@ class QFormerInterface(XLLMInterfacePreTrainedModel):
         encoder_hidden_states: torch.Tensor,
         instruction_ids: torch.Tensor | None = None,
         instruction_mask: torch.Tensor | None = None,
+        frames_per_item: int | None = None,
         **kwargs,
     ) -> torch.Tensor:
         """(inputs, encoder_tokens, encoder_width) -> (inputs, num_query_tokens, llm_width).
 
         `instruction_ids`/`instruction_mask` are (inputs, instruction_length), one row per input
         (an image, a video frame, an audio window); they are ignored unless the interface is
-        instruction-aware.
+        instruction-aware. With `frame_positions` (video time), `frames_per_item` says how many
+        consecutive inputs are the frames of one video.
         """
         norm_dtype = self.encoder_layer_norm.weight.dtype  # fp32 under half precision
         encoder_hidden_states = self.encoder_layer_norm(encoder_hidden_states.to(norm_dtype))
         encoder_hidden_states = encoder_hidden_states.to(self.adapter.weight.dtype)
         batch = encoder_hidden_states.shape[0]
         queries = self.query_tokens.expand(batch, -1, -1)  # (inputs, queries, hidden), fp32
+        if self.config.frame_positions:
+            encoder_hidden_states, queries = self.with_frame_times(
+                encoder_hidden_states, queries, frames_per_item
+            )
         attention_mask = None
         if not self.config.instruction_aware:
             instruction_ids = None
@@ -233,3 +242,26 @@ class QFormerInterface(XLLMInterfacePreTrainedModel):
             queries, instruction_ids, attention_mask, encoder_hidden_states, **kwargs
         )
         return self.adapter(hidden_states[:, : queries.shape[1]])
+
+    def with_frame_times(
+        self, features: torch.Tensor, queries: torch.Tensor, frames_per_item: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Video time: (inputs, tokens, width) features and (inputs, queries, hidden) queries, frames of an
+        item consecutive -> every frame's features marked with its time and gathered per video,
+        (inputs, frames * tokens, width), and each frame's queries marked with its time."""
+        inputs, tokens, width = features.shape
+        if frames_per_item is None or frames_per_item < 1 or inputs % frames_per_item:
+            raise ValueError(
+                f"This interface reads whole videos (`frame_positions`): pass `frames_per_item`, the frames of "
+                f"each item, which must divide the {inputs} inputs; got {frames_per_item}."
+            )
+        if frames_per_item > self.config.frame_positions:
+            raise ValueError(
+                f"This interface knows {self.config.frame_positions} frame positions (`frame_positions`), "
+                f"got {frames_per_item} frames per item."
+            )
+        time = torch.arange(frames_per_item, device=features.device).repeat(inputs // frames_per_item)
+        features = features + self.frame_feature_embeddings(time)[:, None].to(features.dtype)
+        queries = queries + self.frame_query_embeddings(time)[:, None].to(queries.dtype)
+        whole_videos = features.reshape(inputs // frames_per_item, frames_per_item * tokens, width)
+        return whole_videos.repeat_interleave(frames_per_item, dim=0), queries

@@ -562,7 +562,16 @@ class XLLMModel(XLLMPreTrainedModel):
                 qformer_attention_mask = qformer_attention_mask.repeat_interleave(
                     encoded.inputs_per_item, dim=0
                 )
-        window_tokens = interface(encoded.features, qformer_input_ids, qformer_attention_mask)
+        time_kwargs = {}
+        if interface.config.frame_positions:  # video time: each frame's queries read the whole video
+            frames = encoded.inputs_per_item.unique()
+            if len(frames) != 1:
+                raise ValueError(
+                    f"An interface with `frame_positions` reads whole {modality} items, which must have equally "
+                    f"many real frames or windows in one batch; got {encoded.inputs_per_item.tolist()}."
+                )
+            time_kwargs["frames_per_item"] = int(frames[0])
+        window_tokens = interface(encoded.features, qformer_input_ids, qformer_attention_mask, **time_kwargs)
         # (real windows, queries, llm_width) -> (items, windows * queries, llm_width), zeros for padded windows
         per_item = window_tokens.new_zeros(*encoded.window_mask.shape, *window_tokens.shape[1:])
         per_item[encoded.window_mask] = window_tokens

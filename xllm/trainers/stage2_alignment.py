@@ -23,11 +23,19 @@ def init_video_from_image(model: nn.Module) -> None:
     if "image" not in interfaces or "video" not in interfaces:
         raise ValueError(f"`model` needs image and video interfaces, it has {list(interfaces)}.")
     image_config, video_config = interfaces["image"].config, interfaces["video"].config
-    if image_config.to_diff_dict() != video_config.to_diff_dict():
+    # Video time (`frame_positions`) is the video interface's own: its embeddings keep their initialisation.
+    if {**image_config.to_diff_dict(), "frame_positions": 0} != {
+        **video_config.to_diff_dict(),
+        "frame_positions": 0,
+    }:
         raise ValueError(
             "The image and video interface configs differ; the video one cannot start from the image one."
         )
-    interfaces["video"].load_state_dict(interfaces["image"].state_dict())
+    missing, unexpected = interfaces["video"].load_state_dict(interfaces["image"].state_dict(), strict=False)
+    if unexpected or any(not key.startswith("frame_") for key in missing):
+        raise ValueError(
+            f"The image interface does not fit the video one: missing {missing}, unexpected {unexpected}."
+        )
 
 
 INTERFACE_PARTS = ("all", "queries_and_adapters")
