@@ -52,7 +52,14 @@ def test_every_modality_is_evaluated_on_the_training_split_and_both_test_sets(eq
         captioning = results[evaluation_set]["captioning"]
         assert set(captioning) == {"image", "video", "audio", "point_cloud"}, evaluation_set
         assert all(a["n"] == items for entry in captioning.values() for a in entry["attributes"].values())
-        assert "wer" in results[evaluation_set]["speech"], evaluation_set
+        speech = results[evaluation_set]["speech"]
+        assert "wer" in speech, evaluation_set
+        # Where WER is lost (issue 25): CIF's token count against the transcript's, and the encoder's own CTC WER.
+        assert speech["cif_token_count"]["exact_count"]["n"] == items
+        assert speech["cif_token_count"]["mean_absolute_difference"] >= abs(
+            speech["cif_token_count"]["mean_difference"]
+        )
+        assert 0 <= report["diagnostics"][f"encoder_speech_{evaluation_set}_ctc_wer"]
     for test_set in ("in_distribution", "held_out"):
         assert set(results[test_set]["discrn"]) == {"image_point_cloud", "audio_video"}
         for entry in results[test_set]["discrn"].values():

@@ -104,6 +104,31 @@ def test_a_missed_attribute_points_to_the_encoder_or_the_interface_on_the_same_s
     assert "met: in-distribution speech WER 8.0%" in by_interface
 
 
+def test_a_missed_wer_names_the_encoders_own_wer_and_cifs_token_count():
+    report = _report()
+    speech = report["results"]["in_distribution"]["speech"]
+    speech.update(
+        wer=0.3,
+        cif_token_count={
+            "exact_count": _accuracy(0.6),
+            "mean_difference": -0.4,
+            "mean_absolute_difference": 0.5,
+        },
+    )
+    report["diagnostics"]["encoder_speech_in_distribution_ctc_wer"] = 0.12
+    lines = "\n".join(target_lines(report))
+    assert (
+        "missed: in-distribution speech WER 30.0% (goal at most 10%) (the stage-0 encoder's own CTC WER is 12.0%; "
+        "CIF fires the transcript's token count for 60% of utterances)" in lines
+    )
+    markdown = markdown_report(report)
+    assert (
+        "| in-distribution | 30.0% | 50.0% [45.0, 55.0] | 12.0% | 60.0% [55.0, 65.0] | -0.40 tokens |"
+        in markdown
+    )
+    assert "| held-out combinations | 30.0% | 20.0% [15.0, 25.0] | - | - | - |" in markdown
+
+
 def test_each_set_has_its_own_attribute_goal():
     # 97% meets the in-distribution goal (95%) but would miss the training split's (98%).
     lines = "\n".join(target_lines(_report(image_shape=0.97)))

@@ -8,6 +8,8 @@ because the test sets are small.
 
 import math
 
+import torch
+
 from ..evaluation import load_metric
 from ..evaluation.generation import generate_answers
 from ..evaluation.prompts import ChatPrompt
@@ -70,6 +72,32 @@ def speech_scores(predictions: list[str], items: list[dict]) -> dict:
     )
     exact = sum(p == item["transcript"] for p, item in zip(predictions, items, strict=True))
     return {"wer": wer["wer"], "exact_transcripts": proportion(exact, len(items))}
+
+
+@torch.no_grad()
+def cif_token_counts(model, processor, items: list[dict], batch_size: int = 32) -> dict:
+    """Where speech WER can be lost between encoder and LLM: the tokens CIF fires for each utterance
+    against its transcript's LLM tokens (the count CIF was trained to fire). A wrong count shifts
+    every later word."""
+    fired = []
+    for start in range(0, len(items), batch_size):
+        inputs = processor.prepare_media(
+            "speech", [item["media"] for item in items[start : start + batch_size]]
+        )
+        features = model.model.get_speech_features(
+            inputs["speech_features"], inputs.get("speech_attention_mask")
+        )
+        fired += features.token_lengths.tolist()
+    expected = [
+        len(processor.tokenizer(item["transcript"], add_special_tokens=False)["input_ids"]) for item in items
+    ]
+    differences = [f - e for f, e in zip(fired, expected, strict=True)]
+    exact = sum(difference == 0 for difference in differences)
+    return {
+        "exact_count": proportion(exact, len(items)),
+        "mean_difference": sum(differences) / max(1, len(items)),
+        "mean_absolute_difference": sum(map(abs, differences)) / max(1, len(items)),
+    }
 
 
 def discrn_scores(predictions: list[str], pairs: list[dict]) -> dict:

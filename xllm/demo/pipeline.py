@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from transformers import BertTokenizer, BlipImageProcessor, PreTrainedModel, TrainingArguments
 
+from ..evaluation import load_metric
 from ..manifests import media_keywords
 from ..modeling_xllm.configuration_xllm import XLLMInterfaceConfig
 from ..modeling_xllm.model_modalities import model_modality
@@ -61,7 +62,7 @@ from .data import (
     world_items,
     world_media,
 )
-from .evaluation import captioning_scores, discrn_scores, greedy_answers, speech_scores
+from .evaluation import captioning_scores, cif_token_counts, discrn_scores, greedy_answers, speech_scores
 from .language_model import language_examples, text_comparison_accuracy, train_language_model, world_tokenizer
 from .settings import DemoSettings, StepBudget
 
@@ -143,7 +144,8 @@ class Demo:
                 "speech": asdict(s.speech_encoder),
                 "modalities": s.modalities,
                 "comparisons": s.text_comparisons,
-                "diagnostics": 2,  # encoders measured on every evaluation set, the LLM on both test sets
+                # encoders measured on every evaluation set (speech: its CTC WER), the LLM on both test sets
+                "diagnostics": 3,
             },
         )
         return self.cache / f"stage0-{key}"
@@ -204,7 +206,7 @@ class Demo:
         modality = {"vision": "image"}.get(name, name)
         train = world_items(world[modality]["train"], modality)
         if name == "speech":
-            return self.pretrain_speech_encoder(train, processor, tokenizer)
+            return self.pretrain_speech_encoder(world, train, processor, tokenizer)
         encoder = {
             "vision": lambda: stage0_encoders.vision_encoder(IMAGE_SIDE),
             "audio": stage0_encoders.audio_encoder,
@@ -261,17 +263,11 @@ class Demo:
         media = inputs[model_modality(modality).input_name]
         return media[:, 0] if model_modality(modality).layout == "windows" else media
 
-    def pretrain_speech_encoder(self, train, processor, tokenizer) -> tuple[PreTrainedModel, dict]:
+    def pretrain_speech_encoder(self, world, train, processor, tokenizer) -> tuple[PreTrainedModel, dict]:
         encoder = stage0_encoders.speech_encoder()
-        features = processor.speech_feature_extractor(
-            [item["media"]["array"] for item in train],
-            sampling_rate=16000,
-            padding="longest",
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        features = self.speech_encoder_inputs(train, processor)
         transcripts = [tokenizer.convert_tokens_to_ids(item["transcript"].split()) for item in train]
-        losses = stage0_encoders.pretrain_speech_recognition(
+        head, losses = stage0_encoders.pretrain_speech_recognition(
             encoder,
             features["input_features"],
             features["attention_mask"],
@@ -282,7 +278,32 @@ class Demo:
             progress=self.progress("speech encoder", self.settings.speech_encoder),
         )
         self.losses["stage 0: speech encoder"] = losses
-        return encoder, {"encoder_speech_final_ctc_loss": float(np.mean(losses[-10:]))}
+        diagnostics = {"encoder_speech_final_ctc_loss": float(np.mean(losses[-10:]))}
+        # The encoder's own recognition (its CTC head, greedy) on every evaluation set: the WER the
+        # C-Former and the LLM start from.
+        wer = load_metric("wer")
+        for evaluation_set, split in EVALUATION_SETS.items():
+            items = train if split == "train" else world_items(world["speech"][split], "speech")
+            items = items[: self.settings.evaluation_items]
+            inputs = self.speech_encoder_inputs(items, processor)
+            recognised = stage0_encoders.ctc_greedy_transcripts(
+                encoder, head, inputs["input_features"], inputs["attention_mask"]
+            )
+            diagnostics[f"encoder_speech_{evaluation_set}_ctc_wer"] = wer.compute(
+                predictions=[" ".join(tokenizer.convert_ids_to_tokens(ids)) for ids in recognised],
+                references=[item["transcript"] for item in items],
+            )["wer"]
+        return encoder, diagnostics
+
+    @staticmethod
+    def speech_encoder_inputs(items: list[dict], processor: XLLMProcessor) -> dict:
+        return processor.speech_feature_extractor(
+            [item["media"]["array"] for item in items],
+            sampling_rate=16000,
+            padding="longest",
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
 
     # ---------------------------------------------------------------- assembling the model
 
@@ -445,7 +466,9 @@ class Demo:
                     predictions = greedy_answers(
                         model, processor, examples, max_new_tokens=16, desc=f"{evaluation_set} speech"
                     )
-                    entry["speech"] = speech_scores(predictions, modality_items)
+                    entry["speech"] = speech_scores(predictions, modality_items) | {
+                        "cif_token_count": cif_token_counts(model, processor, modality_items)
+                    }
                     continue
                 instruction = CAPTION_INSTRUCTIONS[modality][0]
                 examples = [chat_example(modality, item["media"], instruction) for item in modality_items]
