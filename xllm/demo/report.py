@@ -188,7 +188,10 @@ def not_run_lines(report: dict) -> list[str]:
     settings, lines = report.get("settings", {}), []
     ablation = settings.get("ablation")
     if ablation == "none":
-        lines.append("- The linear-interface ablation (run `xllm demo` or `xllm demo --full`).")
+        lines.append(
+            "- The linear-interface ablation: `xllm demo --full` trains it at an equal budget (the Q-Formers' "
+            "stages, steps, learning rates and data)."
+        )
     elif ablation == "alignment_only":
         steps = report["results"]["ablation"]["steps"]["stage 2: alignment"]
         lines.append(
@@ -201,7 +204,7 @@ def not_run_lines(report: dict) -> list[str]:
     if steps < full_steps:
         lines.append(
             f"- The longer alignment: {steps} stage-2 steps here; `xllm demo --full` runs {full_steps} "
-            "(the default's budget leaves image colour under-fit on the training images, see settings.py)."
+            "(colour, the attribute the interfaces learn last, needs them; see settings.py)."
         )
     if report.get("seeds") is None:
         lines.append(
