@@ -8,7 +8,6 @@ from transformers import BlipImageProcessor
 from xllm.demo.encoders import (
     attribute_accuracy,
     ctc_collapse,
-    grey_point_clouds,
     pretrain_on_attributes,
     recoloured_images,
     recoloured_point_clouds,
@@ -89,41 +88,6 @@ def test_invariant_attributes_are_learned_from_augmented_items_only():
     accuracy = attribute_accuracy(encoder, heads, inputs, {"visible": labels, "invariant": labels})
     assert accuracy["visible"] == 1.0
     assert accuracy["invariant"] < 0.7
-
-
-def test_warmup_steps_learn_the_invariant_attributes_alone_through_the_warmup_augmentation():
-    """During the warm-up every input goes through `warmup_augmentation` and only invariant
-    attributes have targets: with an augmentation that erases the input, a warm-up of every step
-    leaves the other attribute unlearned (and its loss never NaN)."""
-    torch.manual_seed(0)
-    labels = torch.randint(0, 2, (128,))
-    inputs = torch.zeros(128, 3, 16, 16)
-    inputs[labels == 1] = 1.0
-    encoder = vision_encoder(16)
-    heads, losses = pretrain_on_attributes(
-        encoder,
-        inputs,
-        {"visible": labels, "invariant": labels},
-        {"visible": ("no", "yes"), "invariant": ("no", "yes")},
-        StepBudget(steps=30, batch_size=32, learning_rate=3e-3),
-        seed=0,
-        augmentation=lambda batch, generator: batch,
-        invariant_attributes=("invariant",),
-        warmup_steps=30,
-        warmup_augmentation=lambda batch, generator: torch.zeros_like(batch),
-    )
-    assert all(np.isfinite(losses))
-    accuracy = attribute_accuracy(encoder, heads, inputs, {"visible": labels, "invariant": labels})
-    assert accuracy["visible"] < 0.7 and accuracy["invariant"] < 0.7
-
-
-def test_grey_point_clouds_keep_the_geometry_and_paint_each_cloud_one_grey():
-    points = torch.rand(4, 50, 6)
-    grey = grey_point_clouds(points, _generator())
-    assert torch.equal(grey[..., :3], points[..., :3])
-    colours = grey[..., 3:]
-    assert torch.all(colours == colours[:, :1, :1])  # one value for every point and channel of a cloud
-    assert len(set(colours[:, 0, 0].tolist())) == 4
 
 
 def test_ctc_collapse_merges_runs_and_drops_blanks():

@@ -147,13 +147,6 @@ def recoloured_point_clouds(points: torch.Tensor, generator: torch.Generator) ->
     return torch.cat([points[..., :3], paint], dim=-1)
 
 
-def grey_point_clouds(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(batch, points, 6) clouds painted one random grey each: geometry only, for the geometry-first
-    steps of the point-cloud encoder (`pretrain_on_attributes`' `warmup_steps`)."""
-    greys = torch.rand(points.shape[0], 1, 1, generator=generator).expand(-1, points.shape[1], 3)
-    return torch.cat([points[..., :3], greys], dim=-1)
-
-
 def shuffled_frequencies(features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(batch, frames, bins) fbank with the frequency bins of each sound shuffled: timbre and
     pitch are gone, the timing of the notes (speed) is not (each note still starts, decays and
@@ -191,8 +184,6 @@ def pretrain_on_attributes(
     progress: Callable[[int, float], None] | None = None,
     augmentation: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     invariant_attributes: tuple[str, ...] = (),
-    warmup_steps: int = 0,
-    warmup_augmentation: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> tuple[AttributeHeads, list[float]]:
     """Attribute classification on (items, *input) `inputs`; the encoder is frozen afterwards.
     Returns the heads (to measure held-out accuracy) and the loss per step.
@@ -200,11 +191,7 @@ def pretrain_on_attributes(
     With `augmentation`, the second half of every batch is augmented: `invariant_attributes` (those
     the augmentation leaves unchanged) are learned from the augmented half only, every other
     attribute from the untouched half only, so no invariant attribute is ever learned next to the
-    true value of the attributes the augmentation changes.
-
-    The first `warmup_steps` of the budget learn the invariant attributes alone, from whole batches
-    through `warmup_augmentation` (point clouds: greys, so that geometry is learned before colour
-    can stand in for it)."""
+    true value of the attributes the augmentation changes."""
     torch.manual_seed(seed)
     heads = AttributeHeads(encoder.config.hidden_size, attributes)
     optimizer, schedule = _optimizer(list(encoder.parameters()) + list(heads.parameters()), budget)
@@ -218,12 +205,7 @@ def pretrain_on_attributes(
         )
         batch = inputs[chosen]
         targets = {name: labels[name][chosen].clone() for name in attributes}
-        if step < warmup_steps:
-            batch = warmup_augmentation(batch, generator)
-            for name, target in targets.items():
-                if name not in invariant_attributes:
-                    target[:] = -100
-        elif augmentation is not None:
+        if augmentation is not None:
             half = len(chosen) // 2
             batch = torch.cat([batch[:half], augmentation(batch[half:], generator)])
             for name, target in targets.items():  # -100: ignored by cross_entropy
@@ -232,11 +214,7 @@ def pretrain_on_attributes(
                 else:
                     target[half:] = -100
         logits = heads(encoder_tokens(encoder, batch))
-        loss = sum(  # an attribute with no target in the batch (warm-up) adds nothing, not NaN
-            nn.functional.cross_entropy(logits[name], targets[name])
-            for name in attributes
-            if (targets[name] != -100).any()
-        )
+        loss = sum(nn.functional.cross_entropy(logits[name], targets[name]) for name in attributes)
         loss.backward()
         optimizer.step()
         schedule.step()
