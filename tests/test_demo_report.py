@@ -129,6 +129,24 @@ def test_a_missed_wer_names_the_encoders_own_wer_and_cifs_token_count():
     assert "| held-out combinations | 30.0% | 20.0% [15.0, 25.0] | - | - | - |" in markdown
 
 
+@pytest.mark.parametrize("video_time", [True, False])
+def test_a_missed_motion_attribute_says_whether_the_video_interface_had_video_time(video_time):
+    report = _report(settings={"seed": 0, "ablation": "none", "video_time": video_time})
+    report["results"]["in_distribution"]["captioning"]["video"] = {
+        "cider": 1.0,
+        "attributes": {"direction": _accuracy(0.3)},
+        "examples": [],
+    }
+    lines = "\n".join(target_lines(report))
+    expected = (
+        "each marked with its time (video time)"
+        if video_time
+        else "frames are read one by one (no video time)"
+    )
+    assert "missed: in-distribution video direction 30.0% [25.0, 35.0], goal 95% (motion: " in lines
+    assert expected in lines
+
+
 def test_each_set_has_its_own_attribute_goal():
     # 97% meets the in-distribution goal (95%) but would miss the training split's (98%).
     lines = "\n".join(target_lines(_report(image_shape=0.97)))

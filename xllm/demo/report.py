@@ -36,13 +36,19 @@ def evaluation_sets(results: dict) -> list[str]:
     return [name for name in SET_TITLES if name in results]
 
 
-def _attribute_cause(diagnostics: dict, evaluation_set: str, modality: str, name: str, goal: float) -> str:
+def _attribute_cause(report: dict, evaluation_set: str, modality: str, name: str, goal: float) -> str:
     """The stage a missed attribute points to: the stage-0 encoder's own heads on the same set read
     it below the goal (the encoder), or at it (the interface and LLM lose it)."""
+    diagnostics = report["diagnostics"]
     encoder_modality = "image" if modality == "video" else modality  # video frames: the image encoder
     encoder = diagnostics.get(f"encoder_{encoder_modality}_{evaluation_set}_{name}")
     if modality == "video" and name in ("direction", "speed"):
-        return "motion: frames are read one by one (no temporal embedding), the encoder sees single images"
+        if report.get("settings", {}).get("video_time"):
+            return (
+                "motion: the encoder sees single frames; the video interface reads both, each marked with "
+                "its time (video time), and has not learned to name the motion"
+            )
+        return "motion: frames are read one by one (no video time), the encoder sees single images"
     if encoder is None:
         return "no encoder measure"
     if encoder < goal:
@@ -83,7 +89,7 @@ def target_checks(report: dict) -> list[dict]:
                 met = value["accuracy"] >= goal
                 text = f"{name} {percent(value)}, goal {100 * goal:.0f}%"
                 if not met:
-                    text += f" ({_attribute_cause(diagnostics, evaluation_set, modality, attribute, goal)})"
+                    text += f" ({_attribute_cause(report, evaluation_set, modality, attribute, goal)})"
                 checks.append({"name": name, "met": met, "text": text, "attribute": True})
     speech = results.get("in_distribution", {}).get("speech")
     if speech is not None:
