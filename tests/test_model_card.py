@@ -90,3 +90,16 @@ def test_a_benchmark_report_names_its_benchmark_in_the_card(tmp_path):
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.eval_results[0].dataset_name == "okvqa_val"
     assert "**vqa** on okvqa_val (partial: `--limit`) (5 items)" in card.text
+
+
+@pytest.mark.parametrize("frame_positions", [0, 4])
+def test_the_card_says_how_the_video_interface_reads_frames(tmp_path, frame_positions):
+    config = tiny_config()
+    config.video_interface_config.frame_positions = frame_positions
+    write_model_card(tmp_path, config)
+    text = (tmp_path / "README.md").read_text()
+    with_time = "The video interface has video time (`frame_positions=4`"
+    alone = "The video interface reads each frame alone and\nconcatenates the outputs in time order"
+    assert (with_time in text, alone in text) == (bool(frame_positions), not frame_positions)
+    assert "The audio interface reads each window alone" in text
+    assert text.count("`xllm serve FOLDER` serves the model") == 1

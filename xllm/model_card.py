@@ -79,6 +79,7 @@ def component_rows(config: "XLLMConfig") -> list[dict]:
                 "queries": interface.num_query_tokens,
                 "layers": interface.num_hidden_layers,
                 "instruction_aware": interface.instruction_aware,
+                "frame_positions": interface.frame_positions,
             }
         )
     return rows
