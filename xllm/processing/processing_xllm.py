@@ -103,6 +103,21 @@ def flatten_media(media, row: ProcessorModality) -> list:
     return flat
 
 
+def placeholder_positions(token_ids: list[int], placeholder_ids) -> list[int]:
+    """Positions of the placeholder tokens in a sample, in order (found with `list.index`, not a scan in
+    Python: most tokens are text)."""
+    positions = []
+    for placeholder_id in set(placeholder_ids).intersection(token_ids):
+        position = token_ids.index(placeholder_id)
+        while True:
+            positions.append(position)
+            try:
+                position = token_ids.index(placeholder_id, position + 1)
+            except ValueError:
+                break
+    return sorted(positions)
+
+
 def is_frame_list(item: list | tuple) -> bool:
     """A list that is one video given as frames (images or (H, W, C) arrays), not a list of videos
     (paths, bytes, decoders or (frames, H, W, C) arrays)."""
@@ -344,8 +359,9 @@ class XLLMProcessor(ProcessorMixin):
             raise ValueError(f"`text` must give at least one token per sample; sample(s) {empty} give none.")
         max_length = text_options.get("max_length")
         truncation = text_options.get("truncation")
-        if truncation not in (False, "do_not_truncate", TruncationStrategy.DO_NOT_TRUNCATE):
-            limit = self.tokenizer.model_max_length if max_length is None else max_length
+        limit = self.tokenizer.model_max_length if max_length is None else max_length
+        truncating = truncation not in (False, "do_not_truncate", TruncationStrategy.DO_NOT_TRUNCATE)
+        if truncating and any(len(sample["input_ids"]) > limit for sample in expanded):
             expanded = [
                 self._truncate_left(sample, limit, index, warn=truncation is None)
                 for index, sample in enumerate(expanded)
@@ -760,7 +776,7 @@ class XLLMProcessor(ProcessorMixin):
         for index, sample_ids in enumerate(encoding["input_ids"]):
             source_offsets = encoding["offset_mapping"][index] if with_offsets else None
             input_ids, offsets, copied = [], [], 0  # text tokens are copied in runs, between placeholders
-            for position in [p for p, token_id in enumerate(sample_ids) if token_id in modality_of]:
+            for position in placeholder_positions(sample_ids, modality_of):
                 input_ids.extend(sample_ids[copied:position])
                 if with_offsets:
                     offsets.extend(tuple(offset) for offset in source_offsets[copied:position])

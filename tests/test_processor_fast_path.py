@@ -1,5 +1,6 @@
-"""The processor remembers `_merge_kwargs` per set of call options (`merged_options_xllm`): a
-remembered merge must be exactly transformers' merge, whatever the options, and never go stale."""
+"""The processor's fast text path: it remembers `_merge_kwargs` per set of call options
+(`merged_options_xllm`), and a remembered merge must be exactly transformers' merge, whatever the options,
+and never go stale; placeholders are found without a Python scan of every token."""
 
 import copy
 
@@ -85,3 +86,12 @@ def test_a_processor_call_gives_the_same_inputs_from_a_remembered_merge(processo
     assert first.keys() == second.keys()
     assert all(torch.equal(first[key], second[key]) for key in first)
     assert first["input_ids"].shape[1] == 40
+
+
+def test_placeholder_positions_finds_every_placeholder_in_order():
+    from xllm.processing.processing_xllm import placeholder_positions
+
+    placeholders = {7: "image", 9: "video"}
+    assert placeholder_positions([1, 7, 2, 9, 7, 7, 3], placeholders) == [1, 3, 4, 5]
+    assert placeholder_positions([1, 2, 3], placeholders) == []
+    assert placeholder_positions([], placeholders) == []
