@@ -19,10 +19,13 @@ from xllm.modeling_xllm.modeling_qformer import QFormerInterface
 from xllm.testing import tiny_interface_config
 
 
-def test_interleaved_times_alternate_the_functions_round_by_round():
+def test_interleaved_times_alternate_the_functions_and_their_order_round_by_round():
     calls = []
-    interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2, warmup=1)
-    assert calls == ["a", "b"] * 3
+    times = interleaved_times(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1
+    )
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b"]  # warm-up, then neither always second
+    assert [len(values) for values in times.values()] == [3, 3]
 
 
 def test_median_ratio_is_the_median_of_per_round_ratios():
