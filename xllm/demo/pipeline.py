@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from transformers import BertTokenizer, BlipImageProcessor, PreTrainedModel, TrainingArguments
 
-from ..evaluation import load_metric
 from ..manifests import media_keywords
 from ..modeling_xllm.configuration_xllm import XLLMInterfaceConfig
 from ..modeling_xllm.model_modalities import model_modality
@@ -227,9 +226,7 @@ class Demo:
         self.losses[f"stage 0: {name} encoder"] = losses
         # The encoder's own heads on every evaluation set: what the interface could read at best.
         diagnostics = {}
-        for evaluation_set, split in EVALUATION_SETS.items():
-            items = train if split == "train" else world_items(world[modality][split], modality)
-            items = items[: self.settings.evaluation_items]
+        for evaluation_set, items in self.stage0_evaluation_items(world, modality, train):
             accuracy = stage0_encoders.attribute_accuracy(
                 encoder,
                 heads,
@@ -281,19 +278,24 @@ class Demo:
         diagnostics = {"encoder_speech_final_ctc_loss": float(np.mean(losses[-10:]))}
         # The encoder's own recognition (its CTC head, greedy) on every evaluation set: the WER the
         # C-Former and the LLM start from.
-        wer = load_metric("wer")
-        for evaluation_set, split in EVALUATION_SETS.items():
-            items = train if split == "train" else world_items(world["speech"][split], "speech")
-            items = items[: self.settings.evaluation_items]
+        for evaluation_set, items in self.stage0_evaluation_items(world, "speech", train):
             inputs = self.speech_encoder_inputs(items, processor)
             recognised = stage0_encoders.ctc_greedy_transcripts(
                 encoder, head, inputs["input_features"], inputs["attention_mask"]
             )
-            diagnostics[f"encoder_speech_{evaluation_set}_ctc_wer"] = wer.compute(
-                predictions=[" ".join(tokenizer.convert_ids_to_tokens(ids)) for ids in recognised],
-                references=[item["transcript"] for item in items],
-            )["wer"]
+            transcripts = [" ".join(tokenizer.convert_ids_to_tokens(ids)) for ids in recognised]
+            diagnostics[f"encoder_speech_{evaluation_set}_ctc_wer"] = speech_scores(transcripts, items)["wer"]
         return encoder, diagnostics
+
+    def stage0_evaluation_items(self, world: dict, modality: str, train: list[dict]):
+        """(evaluation set, its first `evaluation_items` items) for the stage-0 diagnostics; the
+        training split's come from the already decoded `train`."""
+        limit = self.settings.evaluation_items
+        for evaluation_set, split in EVALUATION_SETS.items():
+            if split == "train":
+                yield evaluation_set, train[:limit]
+            else:
+                yield evaluation_set, world_items(world[modality][split], modality, limit=limit)
 
     @staticmethod
     def speech_encoder_inputs(items: list[dict], processor: XLLMProcessor) -> dict:

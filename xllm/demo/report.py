@@ -266,17 +266,15 @@ def markdown_report(report: dict) -> str:
             speech = results[name]["speech"]
             ctc = report["diagnostics"].get(f"encoder_speech_{name}_ctc_wer")
             count = speech.get("cif_token_count")
-            lines.append(
-                f"| {SET_TITLES[name]} | {100 * speech['wer']:.1f}% | {percent(speech['exact_transcripts'])} | "
-                + (f"{100 * ctc:.1f}%" if ctc is not None else "-")
-                + " | "
-                + (
-                    f"{percent(count['exact_count'])} | {count['mean_difference']:+.2f} tokens"
-                    if count
-                    else "- | -"
-                )
-                + " |"
-            )
+            cells = [
+                SET_TITLES[name],
+                f"{100 * speech['wer']:.1f}%",
+                percent(speech["exact_transcripts"]),
+                f"{100 * ctc:.1f}%" if ctc is not None else "-",
+                percent(count["exact_count"]) if count else "-",
+                f"{count['mean_difference']:+.2f} tokens" if count else "-",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Cross-modal comparison (DisCRn-style; no cross-modal pair was ever trained)", ""]
     ablation = results.get("ablation", {})
     if ablation:

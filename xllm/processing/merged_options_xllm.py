@@ -39,11 +39,13 @@ def merge_key(processor, kwargs_class, tokenizer_init_kwargs: dict | None, kwarg
     own defaults (attributes named like the option groups), the tokenizer defaults the merge reads
     (those that are options, as the tokenizer holds them now) and the call's options; None when an
     option cannot be compared."""
+    identities = tuple(id(getattr(processor, name, None)) for name in SUB_PROCESSORS)
+    option_names = option_names_of(processor, kwargs_class, identities)
     tokenizer = getattr(processor, "tokenizer", None)
     tokenizer_defaults = {
         name: getattr(tokenizer, name, value)
         for name, value in (tokenizer_init_kwargs or {}).items()
-        if name in option_names_of(processor, kwargs_class)
+        if name in option_names
     }
     parts = comparable(
         {
@@ -55,14 +57,13 @@ def merge_key(processor, kwargs_class, tokenizer_init_kwargs: dict | None, kwarg
     )
     if parts is _UNCOMPARABLE:
         return None
-    identities = tuple(id(getattr(processor, name, None)) for name in SUB_PROCESSORS)
     return kwargs_class, identities, parts
 
 
-def option_names_of(processor, kwargs_class) -> frozenset[str]:
+def option_names_of(processor, kwargs_class, identities: tuple[int, ...]) -> frozenset[str]:
     """Every option name the merge knows: the options class's groups and each sub-processor's own
-    `valid_kwargs` (transformers' merge reads tokenizer defaults for exactly these)."""
-    identities = tuple(id(getattr(processor, name, None)) for name in SUB_PROCESSORS)
+    `valid_kwargs` (transformers' merge reads tokenizer defaults for exactly these), remembered for the
+    sub-processors of `identities`."""
     remembered = processor.__dict__.get("_option_names")
     if remembered is not None and remembered[0] == (kwargs_class, identities):
         return remembered[1]
@@ -72,8 +73,9 @@ def option_names_of(processor, kwargs_class) -> frozenset[str]:
     for name in SUB_PROCESSORS:
         valid = getattr(getattr(processor, name, None), "valid_kwargs", None)
         names.update(getattr(valid, "__annotations__", {}))
-    processor.__dict__["_option_names"] = ((kwargs_class, identities), frozenset(names))
-    return frozenset(names)
+    names = frozenset(names)
+    processor.__dict__["_option_names"] = ((kwargs_class, identities), names)
+    return names
 
 
 def remembered_merge(
