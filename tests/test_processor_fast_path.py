@@ -22,7 +22,9 @@ OPTION_SETS = [
 
 @pytest.fixture
 def processor(tiny_processor):
-    return copy.deepcopy(tiny_processor)  # a memo of its own
+    processor = copy.deepcopy(tiny_processor)
+    processor.__dict__.pop("_merged_options", None)  # a memo of its own, empty whatever ran before
+    return processor
 
 
 def transformers_merge(processor, tokenizer_defaults=None, **options):
@@ -65,12 +67,32 @@ def test_other_tokenizer_defaults_merge_afresh(processor):
     assert long == transformers_merge(processor, {"max_length": 16})
 
 
-def test_a_replaced_sub_processor_is_seen(processor):
+def test_a_sub_processor_with_other_options_is_seen(processor):
+    class WiderImagesKwargs(BlipImageProcessor.valid_kwargs, total=False):
+        sharpen: bool
+
+    before = processor._merge_kwargs(processor.valid_processor_kwargs, sharpen=True)
+    assert "sharpen" not in before["images_kwargs"]  # no option table names it: ignored, as transformers does
+    processor.image_processor = BlipImageProcessor(size={"height": 16, "width": 16})
+    processor.image_processor.valid_kwargs = WiderImagesKwargs
+    after = processor._merge_kwargs(processor.valid_processor_kwargs, sharpen=True)
+    assert after == transformers_merge(processor, sharpen=True) and after["images_kwargs"]["sharpen"] is True
+    assert len(processor._merged_options) == 2
+
+
+def test_a_sub_processor_with_the_same_options_shares_the_merge(processor):
     before = processor._merge_kwargs(processor.valid_processor_kwargs, images_kwargs={"do_resize": False})
     processor.image_processor = BlipImageProcessor(size={"height": 16, "width": 16})
     after = processor._merge_kwargs(processor.valid_processor_kwargs, images_kwargs={"do_resize": False})
-    assert after == transformers_merge(processor, images_kwargs={"do_resize": False})
-    assert len(processor._merged_options) == 2 and before == after  # same options, merged twice
+    assert after == before == transformers_merge(processor, images_kwargs={"do_resize": False})
+    assert len(processor._merged_options) == 1  # the merge reads the option table, not the sizes
+
+
+def test_a_copied_processor_merges_as_transformers_does(processor):
+    processor._merge_kwargs(processor.valid_processor_kwargs, videos_kwargs={"num_frames": 2})
+    copied = copy.deepcopy(processor)
+    options = copied._merge_kwargs(copied.valid_processor_kwargs, videos_kwargs={"num_frames": 2})
+    assert options == transformers_merge(copied, videos_kwargs={"num_frames": 2})
 
 
 def test_an_option_that_cannot_be_compared_is_merged_every_time(processor):

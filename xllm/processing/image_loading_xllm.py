@@ -19,18 +19,29 @@ def checked_image(image, name: str):
     (grayscale) array gets three equal channels, as the image processor's RGB conversion gives grayscale PIL
     images; empty images and arrays of other than real numbers are refused; an alpha channel is reported,
     since the image processor composites it onto white."""
+    if isinstance(image, PIL.Image.Image):  # the common case first: a loaded image needs two checks
+        return checked_pil_image(image, name)
     if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
         image = decoded_image(image, name)
     if isinstance(image, (np.ndarray, torch.Tensor)):
         return checked_image_array(image, name)
+    if isinstance(image, PIL.Image.Image):
+        return checked_pil_image(image, name)
     width, height = getattr(image, "width", 1), getattr(image, "height", 1)
     if width == 0 or height == 0:
         raise ValueError(f"`{name}` must have at least one pixel, got a {width}x{height} image")
-    if isinstance(image, PIL.Image.Image) and has_transparency(image):
+    return image
+
+
+def checked_pil_image(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
+    """A PIL image with at least one pixel; an alpha channel is reported."""
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"`{name}` must have at least one pixel, got a {image.width}x{image.height} image")
+    if has_transparency(image):
         warnings.warn(
             f"`{name}` has an alpha channel (mode {image.mode}); it is dropped: the image processor composites "
             "the image onto white and reads RGB",
-            stacklevel=4,
+            stacklevel=5,
         )
     return image
 

@@ -35,12 +35,18 @@ def comparable(value):
 
 
 def merge_key(processor, kwargs_class, tokenizer_init_kwargs: dict | None, kwargs: dict):
-    """What a merge depends on: the options class, the sub-processors (by identity), the processor's
-    own defaults (attributes named like the option groups), the tokenizer defaults the merge reads
-    (those that are options, as the tokenizer holds them now) and the call's options; None when an
-    option cannot be compared."""
-    identities = tuple(id(getattr(processor, name, None)) for name in SUB_PROCESSORS)
-    option_names = option_names_of(processor, kwargs_class, identities)
+    """What a merge depends on: the options class, the sub-processors' option tables (their
+    `valid_kwargs`, the only thing the merge reads from them besides the tokenizer's defaults), the
+    processor's own defaults (attributes named like the option groups), the tokenizer defaults the merge
+    reads (those that are options, as the tokenizer holds them now) and the call's options; None when an
+    option cannot be compared.
+
+    The option tables are held in the key themselves, not by `id()` of their sub-processor: an id can
+    be reused by a later object, and a copied processor's memo stays right for the copy."""
+    option_tables = tuple(
+        getattr(getattr(processor, name, None), "valid_kwargs", None) for name in SUB_PROCESSORS
+    )
+    option_names = option_names_of(processor, kwargs_class, option_tables)
     tokenizer = getattr(processor, "tokenizer", None)
     tokenizer_defaults = {
         name: getattr(tokenizer, name, value)
@@ -57,24 +63,22 @@ def merge_key(processor, kwargs_class, tokenizer_init_kwargs: dict | None, kwarg
     )
     if parts is _UNCOMPARABLE:
         return None
-    return kwargs_class, identities, parts
+    return kwargs_class, option_tables, parts
 
 
-def option_names_of(processor, kwargs_class, identities: tuple[int, ...]) -> frozenset[str]:
-    """Every option name the merge knows: the options class's groups and each sub-processor's own
-    `valid_kwargs` (transformers' merge reads tokenizer defaults for exactly these), remembered for the
-    sub-processors of `identities`."""
+def option_names_of(processor, kwargs_class, option_tables: tuple) -> frozenset[str]:
+    """Every option name the merge knows: the options class's groups and the sub-processors' option
+    tables (transformers' merge reads tokenizer defaults for exactly these), remembered per tables."""
     remembered = processor.__dict__.get("_option_names")
-    if remembered is not None and remembered[0] == (kwargs_class, identities):
+    if remembered is not None and remembered[0] == (kwargs_class, option_tables):
         return remembered[1]
     names = set()
     for group_class in kwargs_class.__annotations__.values():
         names.update(getattr(group_class, "__annotations__", {}))
-    for name in SUB_PROCESSORS:
-        valid = getattr(getattr(processor, name, None), "valid_kwargs", None)
-        names.update(getattr(valid, "__annotations__", {}))
+    for table in option_tables:
+        names.update(getattr(table, "__annotations__", {}))
     names = frozenset(names)
-    processor.__dict__["_option_names"] = ((kwargs_class, identities), names)
+    processor.__dict__["_option_names"] = ((kwargs_class, option_tables), names)
     return names
 
 

@@ -14,8 +14,9 @@ import re
 import warnings
 from importlib import resources
 
+import numpy as np
 import torch
-from transformers import BatchFeature
+from transformers import BatchFeature, TensorType
 from transformers.audio_utils import AudioInput
 from transformers.image_utils import ImageInput
 from transformers.processing_utils import (
@@ -101,6 +102,22 @@ def flatten_media(media, row: ProcessorModality) -> list:
         else:
             flat.append(item)
     return flat
+
+
+TOKEN_ROWS = ("input_ids", "attention_mask", "qformer_input_ids", "qformer_attention_mask")
+
+
+def token_tensor(rows: list[list[int]], return_tensors) -> list[list[int]] | np.ndarray | torch.Tensor:
+    """Padded token rows as the asked tensor type (int64), through NumPy: `torch.tensor` on nested lists, what
+    `BatchFeature` would use, takes about 6x as long (measured on a batch of 32 rows of 40 ids: 180 us against
+    27 us); other types are left to `BatchFeature`."""
+    if return_tensors is None or not isinstance(return_tensors, (str, TensorType)):
+        return rows
+    kind = TensorType(return_tensors)
+    if kind not in (TensorType.PYTORCH, TensorType.NUMPY):
+        return rows
+    array = np.array(rows, dtype=np.int64)
+    return torch.from_numpy(array) if kind == TensorType.PYTORCH else array
 
 
 def placeholder_positions(token_ids: list[int], placeholder_ids) -> list[int]:
@@ -350,6 +367,8 @@ class XLLMProcessor(ProcessorMixin):
                 texts,
                 add_special_tokens=text_options.get("add_special_tokens", True),
                 return_offsets_mapping=return_offsets_mapping,
+                return_attention_mask=False,  # the mask is made with the padding, after expansion
+                return_token_type_ids=False,
             )
         else:
             encoding, instructions = self._format_texts(rules, texts, instructions, return_offsets_mapping)
@@ -385,9 +404,13 @@ class XLLMProcessor(ProcessorMixin):
         # replacement offsets to map it back; transformers' assistant masks (which ask for both) would shift it.
         if wants_replacements and not return_offsets_mapping:
             data["text_replacement_offsets"] = self._replacement_offsets(data["input_ids"], tokens_per_item)
+        return_tensors = text_options.get("return_tensors")
+        for name in TOKEN_ROWS:
+            if name in data:
+                data[name] = token_tensor(data[name], return_tensors)
         return BatchFeature(
             data,
-            tensor_type=text_options.get("return_tensors"),
+            tensor_type=return_tensors,
             skip_tensor_conversion=["offset_mapping", "text_replacement_offsets"],
         )
 
