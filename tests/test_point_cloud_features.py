@@ -47,6 +47,33 @@ def test_farthest_point_sampling_picks_the_extremes_first():
     np.testing.assert_allclose(np.abs(sampled).max(axis=1), np.full(8, 1 / np.sqrt(3)), atol=0.05)
 
 
+def reference_farthest_point_indices(xyz: np.ndarray, count: int) -> list[int]:
+    """FPS one cloud at a time, written plainly: the farthest point from the centroid, then repeatedly the
+    point farthest from those chosen."""
+    chosen = [int(np.argmax(np.linalg.norm(xyz - xyz.mean(0), axis=1)))]
+    nearest = np.full(len(xyz), np.inf)
+    while len(chosen) < count:
+        nearest = np.minimum(nearest, ((xyz - xyz[chosen[-1]]) ** 2).sum(1))
+        chosen.append(int(np.argmax(nearest)))
+    return chosen
+
+
+def test_clouds_sampled_together_get_what_each_gets_alone():
+    # One batch mixing sizes, dtypes, a small cloud (topped up, drawing from the seeded generator) and
+    # clouds of one size that are sampled in one pass.
+    clouds = [random_cloud(300, 3, seed) for seed in range(4)]
+    clouds += [random_cloud(300, 3, 9).astype(np.float32), random_cloud(450, 3, 10), random_cloud(20, 3, 11)]
+    extractor = XLLMPointCloudFeatureExtractor(num_points=64)
+    with pytest.warns(UserWarning, match="point_clouds\\[6\\]` has 20 points"):
+        together = extractor(clouds, return_tensors="np")["point_clouds"]
+    for index, cloud in enumerate(clouds[:6]):
+        alone = extractor(cloud, return_tensors="np")["point_clouds"][0]
+        np.testing.assert_array_equal(together[index], alone)
+        cloud = cloud.astype(np.float64)  # as the extractor reads every cloud
+        sampled = cloud[reference_farthest_point_indices(cloud, 64)]
+        assert as_point_set(extractor.normalised(sampled).astype(np.float32)) == as_point_set(alone)
+
+
 def test_too_few_points_are_resampled_with_replacement_and_a_warning():
     cloud = random_cloud(points=10)
     with pytest.warns(UserWarning, match="fewer than num_points=32"):
