@@ -4,6 +4,7 @@ and never go stale; placeholders are found without a Python scan of every token.
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from transformers import BlipImageProcessor
@@ -117,3 +118,16 @@ def test_placeholder_positions_finds_every_placeholder_in_order():
     assert placeholder_positions([1, 7, 2, 9, 7, 7, 3], placeholders) == [1, 3, 4, 5]
     assert placeholder_positions([1, 2, 3], placeholders) == []
     assert placeholder_positions([], placeholders) == []
+
+
+@pytest.mark.parametrize("return_tensors", ["pt", "np"])
+def test_token_rows_come_as_the_asked_int64_tensors_with_the_values_of_the_lists(processor, return_tensors):
+    texts = ["<image> describe it", "<image> what colour is the object , in a few words ?"]
+    instructions = ["describe it", "what colour is the object ?"]
+    images = [np.zeros((32, 32, 3), dtype=np.uint8)] * 2
+    lists = processor(images=images, text=texts, instructions=instructions, return_tensors=None)
+    tensors = processor(images=images, text=texts, instructions=instructions, return_tensors=return_tensors)
+    expected_type = torch.Tensor if return_tensors == "pt" else np.ndarray
+    for name in ("input_ids", "attention_mask", "qformer_input_ids", "qformer_attention_mask"):
+        assert isinstance(tensors[name], expected_type) and str(tensors[name].dtype).endswith("int64"), name
+        assert tensors[name].tolist() == lists[name], name

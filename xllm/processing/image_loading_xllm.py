@@ -19,8 +19,6 @@ def checked_image(image, name: str):
     (grayscale) array gets three equal channels, as the image processor's RGB conversion gives grayscale PIL
     images; empty images and arrays of other than real numbers are refused; an alpha channel is reported,
     since the image processor composites it onto white."""
-    if isinstance(image, PIL.Image.Image):  # the common case first: a loaded image needs two checks
-        return checked_pil_image(image, name)
     if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
         image = decoded_image(image, name)
     if isinstance(image, (np.ndarray, torch.Tensor)):

@@ -111,7 +111,7 @@ def token_tensor(rows: list[list[int]], return_tensors) -> list[list[int]] | np.
     """Padded token rows as the asked tensor type (int64), through NumPy: `torch.tensor` on nested lists, what
     `BatchFeature` would use, takes about 6x as long (measured on a batch of 32 rows of 40 ids: 180 us against
     27 us); other types are left to `BatchFeature`."""
-    if return_tensors is None or not isinstance(return_tensors, (str, TensorType)):
+    if not isinstance(return_tensors, str):  # None, or a type object (`TensorType` is a str)
         return rows
     kind = TensorType(return_tensors)
     if kind not in (TensorType.PYTORCH, TensorType.NUMPY):
