@@ -13,7 +13,7 @@ import statistics
 import torch
 
 from benchmarks.instructblip_pair import SIZES, processors, prompts, random_images, xllm_texts
-from benchmarks.timing import format_table, interleaved_times, median_ratio
+from benchmarks.timing import format_table, interleaved_times, median_interval, median_ratio
 
 BATCH = 32
 
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not identical:
         raise AssertionError("X-LLM's processor and InstructBlipProcessor gave different inputs")
     speed_ratio = 1 / median_ratio(times["xllm"], times["transformers"])
+    low, high = median_interval([a / b for a, b in zip(times["transformers"], times["xllm"], strict=True)])
     rows = [
         {
             "processor": name,
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ]
     print(
         f"Processor, batch of {BATCH} image ({size['image_size']} px) + text examples; {args.repeats} interleaved "
-        f"rounds; identical outputs: {identical}; goal: speed ratio >= 1.0"
+        f"rounds; identical outputs: {identical}; goal: speed ratio >= 1.0; "
+        f"95% interval of the per-round median: {low:.3f}-{high:.3f}"
     )
     print(
         format_table(

@@ -5,6 +5,7 @@ contenders run interleaved (A B A B ...), every time is the median of its repeat
 the median of the per-round ratios, so that a slow moment hits both sides of a round.
 """
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -43,6 +44,22 @@ def interleaved_times(
 def median_ratio(numerator_ms: list[float], denominator_ms: list[float]) -> float:
     """Median over rounds of numerator / denominator."""
     return statistics.median(a / b for a, b in zip(numerator_ms, denominator_ms, strict=True))
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of `values` (per-round ratios): the order statistics
+    x_(k) and x_(n+1-k), with k the largest such that P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2. On
+    these machines one round's ratio swings by 10-20%, so a median alone cannot tell a 1% gap from noise.
+    Below 6 values no such k exists and the extremes are returned."""
+    ordered, n = sorted(values), len(values)
+    if n == 0:
+        raise ValueError("`values` must not be empty.")
+    tail, below, k = (1 - confidence) / 2, 0.0, 0
+    while k < n // 2 and below + math.comb(n, k) / 2**n <= tail:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    k = max(k, 1)
+    return ordered[k - 1], ordered[n - k]
 
 
 def format_table(columns: list[str], rows: list[list]) -> str:

@@ -105,3 +105,12 @@ def test_serving_benchmark_answers_every_request_of_both_client_counts():
     assert [row["clients"] for row in rows[:2]] == [1, 8]
     assert all(row["requests/s"] > 0 and row["tokens/s"] > 0 for row in rows[:2])
     assert rows[2]["ratio"] > 0 and rows[2]["mean_batch"] >= 1
+
+
+def test_median_interval_is_the_binomial_order_statistics_interval():
+    from benchmarks.timing import median_interval
+
+    assert median_interval([float(v) for v in range(30, 0, -1)]) == (10.0, 21.0)  # x_(10), x_(21) of 30
+    assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few rounds: the extremes
+    with pytest.raises(ValueError, match="empty"):
+        median_interval([])

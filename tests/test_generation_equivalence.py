@@ -82,3 +82,28 @@ def test_beam_sampling_is_reproducible_with_a_seed(tiny_model, batch):
     first = generate(tiny_model, batch, num_beams=2, do_sample=True)
     torch.manual_seed(3)
     assert torch.equal(first, generate(tiny_model, batch, num_beams=2, do_sample=True))
+
+
+def test_only_the_prefill_step_receives_media(tiny_model, batch):
+    from xllm.modeling_xllm.model_modalities import MEDIA_INPUT_NAMES
+
+    received = []
+    hook = tiny_model.register_forward_pre_hook(
+        lambda module, args, kwargs: received.append({k for k, v in kwargs.items() if v is not None}),
+        with_kwargs=True,
+    )
+    try:
+        generate(tiny_model, batch, do_sample=False)
+    finally:
+        hook.remove()
+    assert len(received) == LENGTH
+    assert {"pixel_values", "pixel_values_videos"} <= received[0]
+    assert all(not (names & MEDIA_INPUT_NAMES) for names in received[1:])  # in the KV cache after prefill
+
+
+def test_the_precomputed_forward_signature_is_the_functions_own(tiny_model):
+    import inspect
+
+    forward = type(tiny_model).forward
+    assert forward.__signature__ == inspect.signature(inspect.unwrap(forward))
+    assert list(inspect.signature(tiny_model.forward).parameters)[:2] == ["input_ids", "attention_mask"]

@@ -24,6 +24,7 @@ Adding a modality takes a row here, a row in `processing/processor_modalities.py
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 LAYOUTS = ("single", "windows", "sequence")
 
@@ -44,7 +45,7 @@ class ModelModality:
         if self.layout not in LAYOUTS:
             raise ValueError(f"`layout` must be one of {LAYOUTS}, got {self.layout!r}.")
 
-    @property
+    @cached_property  # read at every generation step
     def input_names(self) -> tuple[str, ...]:
         """Every `forward` keyword that carries this modality's media."""
         names = (self.input_name, self.mask_name, self.target_lengths_name)
@@ -94,6 +95,10 @@ MODALITIES: dict[str, ModelModality] = {
 }
 
 
+# Every `forward` keyword that carries media, over all rows.
+MEDIA_INPUT_NAMES: frozenset[str] = frozenset(name for row in MODALITIES.values() for name in row.input_names)
+
+
 def model_modality(name: str) -> ModelModality:
     """The row of a modality; a ValueError lists the known ones."""
     if name not in MODALITIES:
@@ -129,6 +134,7 @@ def placeholder(modality: str) -> str:
 
 __all__ = [
     "LAYOUTS",
+    "MEDIA_INPUT_NAMES",
     "MODALITIES",
     "ModelModality",
     "default_modality_cues",

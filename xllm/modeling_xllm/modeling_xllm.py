@@ -11,6 +11,7 @@ The forward pass is one straight path:
 """
 
 import copy
+import inspect
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_xllm import XLLMConfig, XLLMInterfaceConfig
 from .model_modalities import (
+    MEDIA_INPUT_NAMES,
     MODALITIES,
     encoder_config_key,
     interface_config_key,
@@ -108,12 +110,10 @@ def media_inputs(kwargs: dict, **named: torch.Tensor | None) -> dict[str, torch.
     """The media tensors of a `forward` call, by input name: the named ones (the signature's) and any
     other modality's inputs in `kwargs` (popped from it), as the modality table names them."""
     inputs = {name: value for name, value in named.items() if value is not None}
-    for row in MODALITIES.values():
-        for name in row.input_names:
-            if name in kwargs:
-                value = kwargs.pop(name)
-                if value is not None:
-                    inputs[name] = value
+    for name in MEDIA_INPUT_NAMES.intersection(kwargs):
+        value = kwargs.pop(name)
+        if value is not None:
+            inputs[name] = value
     return inputs
 
 
@@ -1250,8 +1250,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     def _validate_model_kwargs(self, model_kwargs: dict) -> None:
         # `generate` accepts only keywords named in `forward`'s signature; a modality added to the table
         # passes its media through `**kwargs`, so the table's input names are valid too.
-        table_inputs = {name for row in MODALITIES.values() for name in row.input_names}
-        super()._validate_model_kwargs({k: v for k, v in model_kwargs.items() if k not in table_inputs})
+        super()._validate_model_kwargs({k: v for k, v in model_kwargs.items() if k not in MEDIA_INPUT_NAMES})
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool = False, **kwargs) -> dict:
         model_inputs = super().prepare_inputs_for_generation(
@@ -1259,9 +1258,8 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         )
         if not is_first_iteration and kwargs.get("use_cache", True):
             model_inputs.pop("encoder_features", None)  # media are in the KV cache after prefill
-            for row in MODALITIES.values():
-                for name in row.input_names:
-                    model_inputs.pop(name, None)
+            for name in MEDIA_INPUT_NAMES.intersection(model_inputs):
+                del model_inputs[name]
         return model_inputs
 
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs: dict, *args, **kwargs) -> dict:
@@ -1271,5 +1269,10 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
             model_kwargs["position_ids"] = outputs.position_ids
         return super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
 
+
+# `generate` reads the signature of registered code's `forward` at every step (`prepare_inputs_for_generation`'s
+# `cache_position` check for `register_for_auto_class` models); a precomputed one (which `inspect.signature` returns
+# as is) spares rebuilding its 23 parameters each time.
+XLLMForConditionalGeneration.forward.__signature__ = inspect.signature(XLLMForConditionalGeneration.forward)
 
 __all__ = ["XLLMForConditionalGeneration", "XLLMModalityFeatures", "XLLMModel", "XLLMPreTrainedModel"]
