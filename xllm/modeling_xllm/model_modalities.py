@@ -95,8 +95,9 @@ MODALITIES: dict[str, ModelModality] = {
 }
 
 
-# Every `forward` keyword that carries media, over all rows.
-MEDIA_INPUT_NAMES: frozenset[str] = frozenset(name for row in MODALITIES.values() for name in row.input_names)
+def media_input_names() -> frozenset[str]:
+    """Every `forward` keyword that carries media, over the rows the table has now (a modality can be added)."""
+    return frozenset(name for row in MODALITIES.values() for name in row.input_names)
 
 
 def model_modality(name: str) -> ModelModality:
@@ -134,13 +135,13 @@ def placeholder(modality: str) -> str:
 
 __all__ = [
     "LAYOUTS",
-    "MEDIA_INPUT_NAMES",
     "MODALITIES",
     "ModelModality",
     "default_modality_cues",
     "encoder_config_key",
     "encoder_names",
     "interface_config_key",
+    "media_input_names",
     "model_modality",
     "placeholder",
     "token_id_key",

@@ -41,10 +41,10 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_xllm import XLLMConfig, XLLMInterfaceConfig
 from .model_modalities import (
-    MEDIA_INPUT_NAMES,
     MODALITIES,
     encoder_config_key,
     interface_config_key,
+    media_input_names,
     model_modality,
     placeholder,
     token_id_key,
@@ -110,7 +110,7 @@ def media_inputs(kwargs: dict, **named: torch.Tensor | None) -> dict[str, torch.
     """The media tensors of a `forward` call, by input name: the named ones (the signature's) and any
     other modality's inputs in `kwargs` (popped from it), as the modality table names them."""
     inputs = {name: value for name, value in named.items() if value is not None}
-    for name in MEDIA_INPUT_NAMES.intersection(kwargs):
+    for name in media_input_names().intersection(kwargs):
         value = kwargs.pop(name)
         if value is not None:
             inputs[name] = value
@@ -1250,7 +1250,9 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     def _validate_model_kwargs(self, model_kwargs: dict) -> None:
         # `generate` accepts only keywords named in `forward`'s signature; a modality added to the table
         # passes its media through `**kwargs`, so the table's input names are valid too.
-        super()._validate_model_kwargs({k: v for k, v in model_kwargs.items() if k not in MEDIA_INPUT_NAMES})
+        super()._validate_model_kwargs(
+            {k: v for k, v in model_kwargs.items() if k not in media_input_names()}
+        )
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool = False, **kwargs) -> dict:
         model_inputs = super().prepare_inputs_for_generation(
@@ -1258,7 +1260,7 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
         )
         if not is_first_iteration and kwargs.get("use_cache", True):
             model_inputs.pop("encoder_features", None)  # media are in the KV cache after prefill
-            for name in MEDIA_INPUT_NAMES.intersection(model_inputs):
+            for name in media_input_names().intersection(model_inputs):
                 del model_inputs[name]
         return model_inputs
 
