@@ -1250,9 +1250,8 @@ class XLLMForConditionalGeneration(XLLMPreTrainedModel, GenerationMixin):
     def _validate_model_kwargs(self, model_kwargs: dict) -> None:
         # `generate` accepts only keywords named in `forward`'s signature; a modality added to the table
         # passes its media through `**kwargs`, so the table's input names are valid too.
-        super()._validate_model_kwargs(
-            {k: v for k, v in model_kwargs.items() if k not in media_input_names()}
-        )
+        table_inputs = media_input_names()
+        super()._validate_model_kwargs({k: v for k, v in model_kwargs.items() if k not in table_inputs})
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool = False, **kwargs) -> dict:
         model_inputs = super().prepare_inputs_for_generation(
