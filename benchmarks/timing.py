@@ -46,14 +46,17 @@ def median_ratio(numerator_ms: list[float], denominator_ms: list[float]) -> floa
     return statistics.median(a / b for a, b in zip(numerator_ms, denominator_ms, strict=True))
 
 
-def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """A distribution-free interval for the median of `values` (per-round ratios): the order statistics
-    x_(k) and x_(n+1-k), with k the largest such that P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2. On
-    these machines one round's ratio swings by 10-20%, so a median alone cannot tell a 1% gap from noise.
-    Below 6 values no such k exists and the extremes are returned."""
-    ordered, n = sorted(values), len(values)
+def ratio_interval(
+    numerator_ms: list[float], denominator_ms: list[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """A distribution-free interval for the median of the per-round ratios numerator / denominator: the
+    order statistics x_(k) and x_(n+1-k), with k the largest such that P(Binomial(n, 1/2) < k) <=
+    (1 - confidence) / 2. On these machines one round's ratio swings by 10-20%, so a median alone cannot
+    tell a 1% gap from noise. Below 6 rounds no such k exists and the extremes are returned."""
+    ordered = sorted(a / b for a, b in zip(numerator_ms, denominator_ms, strict=True))
+    n = len(ordered)
     if n == 0:
-        raise ValueError("`values` must not be empty.")
+        raise ValueError("The timings must not be empty.")
     tail, below, k = (1 - confidence) / 2, 0.0, 0
     while k < n // 2 and below + math.comb(n, k) / 2**n <= tail:
         below += math.comb(n, k) / 2**n

@@ -107,10 +107,11 @@ def test_serving_benchmark_answers_every_request_of_both_client_counts():
     assert rows[2]["ratio"] > 0 and rows[2]["mean_batch"] >= 1
 
 
-def test_median_interval_is_the_binomial_order_statistics_interval():
-    from benchmarks.timing import median_interval
+def test_ratio_interval_is_the_binomial_order_statistics_interval_of_the_per_round_ratios():
+    from benchmarks.timing import ratio_interval
 
-    assert median_interval([float(v) for v in range(30, 0, -1)]) == (10.0, 21.0)  # x_(10), x_(21) of 30
-    assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few rounds: the extremes
+    ones = [1.0] * 30
+    assert ratio_interval([float(v) for v in range(30, 0, -1)], ones) == (10.0, 21.0)  # x_(10), x_(21) of 30
+    assert ratio_interval([6.0, 2.0, 4.0], [2.0, 2.0, 2.0]) == (1.0, 3.0)  # too few rounds: the extremes
     with pytest.raises(ValueError, match="empty"):
-        median_interval([])
+        ratio_interval([], [])
