@@ -146,3 +146,43 @@ def test_audio_token_counts_helper_matches_the_call(tiny_processor, windowing):
     assert from_call == counts["num_audio_tokens"]
     if not windowing:  # the lengths matter: the clips take different numbers of windows
         assert len(set(from_call)) > 1
+
+
+def test_our_outputs_keep_model_output_keys_tuples_and_attributes():
+    """`XLLMOutput` writes attributes without ModelOutput's per-write field scan: the keys, the tuple
+    and the attributes must be exactly what transformers' own `ModelOutput` gives for the same fields."""
+    from dataclasses import dataclass
+
+    from transformers.modeling_outputs import ModelOutput
+
+    from xllm.modeling_xllm.modeling_xllm import XLLMCausalLMOutputWithPast, XLLMModelOutputWithPast
+
+    @dataclass
+    class Reference(ModelOutput):  # the same fields as ours, on transformers' base class
+        loss: torch.Tensor | None = None
+        logits: torch.Tensor | None = None
+        past_key_values: object | None = None
+        hidden_states: tuple | None = None
+        attentions: tuple | None = None
+        modality_features: dict | None = None
+        attention_mask: torch.Tensor | None = None
+        position_ids: torch.Tensor | None = None
+        labels: torch.Tensor | None = None
+        quantity_loss: torch.Tensor | None = None
+
+    logits, mask = torch.randn(2, 3, 5), torch.ones(2, 3)
+    ours = XLLMCausalLMOutputWithPast(logits=logits, attention_mask=mask)
+    reference = Reference(logits=logits, attention_mask=mask)
+    assert list(ours.keys()) == list(reference.keys()) == ["logits", "attention_mask"]
+    assert ours.to_tuple()[0] is logits and len(ours.to_tuple()) == 2
+    assert ours.loss is None and ours["attention_mask"] is mask and ours[1] is mask
+
+    ours.loss, reference.loss = torch.tensor(1.0), torch.tensor(1.0)  # a field set later becomes a key
+    ours.labels = reference.labels = None  # None stays out of the keys
+    ours.note = reference.note = "not a field"  # a plain attribute never becomes a key
+    assert list(ours.keys()) == list(reference.keys())
+    assert ours.note == "not a field" and "note" not in ours
+
+    hidden = torch.randn(2, 3, 4)
+    inner = XLLMModelOutputWithPast(last_hidden_state=hidden, position_ids=mask.long())
+    assert list(inner.keys()) == ["last_hidden_state", "position_ids"] and inner[0] is hidden

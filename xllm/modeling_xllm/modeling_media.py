@@ -146,7 +146,9 @@ def encode_media(
         return encode_sequences(encoder, interface_config, media, mask)
     windows = media if row.layout == "windows" else media.unsqueeze(1)  # (items, windows, *encoder_input)
     window_mask = real_windows_mask(modality, media, mask)
-    real_windows = windows[window_mask]  # (real windows, *encoder_input), item-major
+    # (real windows, *encoder_input), item-major; without a mask every window is real, and a view spares
+    # copying the whole batch (all the pixels of all the images)
+    real_windows = windows.flatten(0, 1) if mask is None else windows[window_mask]
     outputs = encoder(
         **{encoder.main_input_name: real_windows.to(encoder.dtype)},
         output_hidden_states=True,

@@ -13,6 +13,7 @@ The forward pass is one straight path:
 import copy
 import inspect
 import os
+from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,8 +185,23 @@ def real_tokens(features: "XLLMModalityFeatures") -> torch.Tensor:
     return features.token_embeddings[positions.unsqueeze(0) < features.token_lengths.unsqueeze(1)]
 
 
+class XLLMOutput(ModelOutput):
+    """A `ModelOutput` whose attribute writes find their field in the class's field table.
+
+    `ModelOutput.__setattr__` rebuilds the set of field names at every write, so building an output costs
+    fields x fields steps; for our 10-field outputs, built twice per decoding step, that was the largest
+    Python cost of a step (more than the rest of our forward). Same behaviour: a field set to a value other
+    than None becomes a key, any other attribute does not.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if value is not None and name in self.__dataclass_fields__:
+            OrderedDict.__setitem__(self, name, value)
+        object.__setattr__(self, name, value)
+
+
 @dataclass
-class XLLMModalityFeatures(ModelOutput):
+class XLLMModalityFeatures(XLLMOutput):
     """What one modality's media become in the LLM's input space.
 
     token_embeddings (items, max_tokens, llm_width): interface outputs, zero beyond each item's length.
@@ -201,7 +217,7 @@ class XLLMModalityFeatures(ModelOutput):
 
 
 @dataclass
-class XLLMModelOutputWithPast(BaseModelOutputWithPast):
+class XLLMModelOutputWithPast(XLLMOutput, BaseModelOutputWithPast):
     """`BaseModelOutputWithPast` plus the interface outputs of each modality present in the input.
 
     modality_features (`dict[str, torch.Tensor]`): modality -> (items, tokens, llm_width).
@@ -220,7 +236,7 @@ class XLLMModelOutputWithPast(BaseModelOutputWithPast):
 
 
 @dataclass
-class XLLMCausalLMOutputWithPast(ModelOutput):
+class XLLMCausalLMOutputWithPast(XLLMOutput):
     """Language-modelling outputs of [`XLLMForConditionalGeneration`]."""
 
     loss: torch.Tensor | None = None
@@ -573,8 +589,11 @@ class XLLMModel(XLLMPreTrainedModel):
             time_kwargs["frames_per_item"] = int(frames[0])
         window_tokens = interface(encoded.features, qformer_input_ids, qformer_attention_mask, **time_kwargs)
         # (real windows, queries, llm_width) -> (items, windows * queries, llm_width), zeros for padded windows
-        per_item = window_tokens.new_zeros(*encoded.window_mask.shape, *window_tokens.shape[1:])
-        per_item[encoded.window_mask] = window_tokens
+        if len(window_tokens) == encoded.window_mask.numel():  # every window real: a view, no copy
+            per_item = window_tokens.view(*encoded.window_mask.shape, *window_tokens.shape[1:])
+        else:
+            per_item = window_tokens.new_zeros(*encoded.window_mask.shape, *window_tokens.shape[1:])
+            per_item[encoded.window_mask] = window_tokens
         return XLLMModalityFeatures(per_item.flatten(1, 2), encoded.inputs_per_item * window_tokens.shape[1])
 
     @can_return_tuple
