@@ -77,6 +77,8 @@ def test_the_equal_budget_ablation_trains_the_q_formers_stages_on_the_same_data(
     losses = report["losses"]
     assert len(losses["ablation: stage 3: instruction tuning"]) == len(losses["stage 3: instruction tuning"])
     assert {"ablation: stage 2: alignment", "ablation: evaluate"} <= set(report["timings_seconds"])
+    # Stages 2 and 3 of both trained features computed once, each model from its own encoder layer's.
+    assert {"encoder features", "ablation: encoder features"} <= set(report["timings_seconds"])
     assert "Linear ablation: equal budget, `linear_variant=lavis`" in markdown
     assert "The ablation at an equal budget" not in markdown  # nothing of the ablation left out
 

@@ -8,6 +8,8 @@ Phases, each timed:
              interfaces (Q-Formers; the C-Former for speech)
   stage 1    interface pre-training: BLIP-2 objectives for Q-Formers, CIF speech recognition for
              the C-Former (no LLM)
+  features   each training item's frozen-encoder features, computed once for stages 2 and 3
+             (`settings.cached_encoder_features`)
   stage 2    alignment: every interface against the frozen LLM, captioning / transcription
   stage 3    instruction tuning: every (instruction, answer) pair of every modality, mixed
   evaluate   on three sets: the training split (what was taught), the in-distribution test split
@@ -46,6 +48,7 @@ from ..trainers import (
     XLLMDataCollator,
     init_video_from_image,
 )
+from ..trainers.feature_cache import FeatureCaches, MemoryFeatureCache
 from ..trainers.stage1_interface_pretraining import pretraining_collator
 from ..world import build_world, load_world, text_comparisons
 from ..world.build import DISCRN_SETS, WorldSizes
@@ -424,8 +427,27 @@ class Demo:
         if "video" in model.model.interfaces and "image" in model.model.interfaces:
             init_video_from_image(model)
 
+    def encoder_features(self, model, processor, train: dict[str, list[dict]]) -> FeatureCaches:
+        """Every training item's frozen-encoder features, under the keys `keyed_items` gives the items."""
+        return FeatureCaches(
+            MemoryFeatureCache(
+                model,
+                processor,
+                modality,
+                dict(zip(item_keys(modality, items), (item["media"] for item in items), strict=True)),
+            )
+            for modality, items in train.items()
+        )
+
     def supervised_stage(
-        self, name: str, trainer_class, model, processor, examples: list[dict], budget: StepBudget
+        self,
+        name: str,
+        trainer_class,
+        model,
+        processor,
+        examples: list[dict],
+        budget: StepBudget,
+        feature_caches: FeatureCaches | None = None,
     ) -> None:
         if budget.steps == 0:
             self.log("   skipped (no steps in the budget)")
@@ -436,7 +458,9 @@ class Demo:
             model,
             self.training_arguments(name.replace(" ", "-").replace(":", ""), budget),
             train_dataset=examples,
-            data_collator=XLLMDataCollator(processor, speech_transcript_column="transcript"),
+            data_collator=XLLMDataCollator(
+                processor, speech_transcript_column="transcript", feature_caches=feature_caches
+            ),
         )
         trainer.train()
         self.record_losses(name, trainer)
@@ -592,13 +616,17 @@ class Demo:
         rng = np.random.default_rng([s.seed, 17])
         train, evaluation_items = self.phase("decode media", self.decoded_items, world)
         self.phase("stage 1: interface pre-training", self.interface_pretraining, model, processor, train)
+        feature_caches, stage_items = None, train
+        if s.cached_encoder_features:  # stages 2 and 3 read the features, their examples the items' keys
+            feature_caches = self.phase("encoder features", self.encoder_features, model, processor, train)
+            stage_items = keyed_items(train)
         # The data of stages 2 and 3 per modality, drawn once: the equal-budget ablation trains on it too.
-        captioning = {m: caption_examples(items, m, rng) for m, items in train.items()}
-        instructions = {m: instruction_examples(items, m) for m, items in train.items()}
-        for m, items in train.items():
+        captioning = {m: caption_examples(items, m, rng) for m, items in stage_items.items()}
+        instructions = {m: instruction_examples(items, m) for m, items in stage_items.items()}
+        for m, items in stage_items.items():
             instructions[m] += same_modality_comparisons(items, m, s.comparisons_per_modality, rng)
         self.train_stages_2_and_3(
-            model, processor, captioning, instructions, s.alignment, s.instruction_tuning
+            model, processor, captioning, instructions, s.alignment, s.instruction_tuning, feature_caches
         )
         results = self.phase("evaluate", self.evaluate, model, processor, evaluation_items, world)
         if s.ablation != "none":
@@ -606,6 +634,7 @@ class Demo:
                 llm_folder,
                 encoder_folders,
                 processor,
+                train,
                 captioning,
                 instructions,
                 evaluation_items,
@@ -646,20 +675,32 @@ class Demo:
         instructions: dict[str, list[dict]],
         alignment: StepBudget,
         instruction_tuning: StepBudget,
+        feature_caches: FeatureCaches | None = None,
         prefix: str = "",
     ) -> None:
         """Stage 2 (alignment: captions, transcripts) then stage 3 (instruction tuning), each on the
-        examples of every modality of the dicts, shuffled together."""
+        examples of every modality of the dicts, shuffled together; with `feature_caches`, examples
+        name their media by key (`keyed_items`)."""
         for name, trainer_class, examples, budget in (
             ("stage 2: alignment", AlignmentTrainer, captioning, alignment),
             ("stage 3: instruction tuning", InstructionTuningTrainer, instructions, instruction_tuning),
         ):
             name = prefix + name
             examples = [e for modality_examples in examples.values() for e in modality_examples]
-            self.phase(name, self.supervised_stage, name, trainer_class, model, processor, examples, budget)
+            self.phase(
+                name,
+                self.supervised_stage,
+                name,
+                trainer_class,
+                model,
+                processor,
+                examples,
+                budget,
+                feature_caches,
+            )
 
     def ablation(
-        self, llm_folder, encoder_folders, processor, captioning, instructions, evaluation_items, world
+        self, llm_folder, encoder_folders, processor, train, captioning, instructions, evaluation_items, world
     ) -> dict:
         """X-InstructBLIP's ablation: linear interfaces (`settings.linear_variant`; pooled encoder
         features -> fixed tokens) in place of the Q-Formers, evaluated on DisCRn of both test sets.
@@ -674,12 +715,22 @@ class Demo:
             budgets = (s.alignment, s.instruction_tuning)
         else:
             budgets = (s.ablation_alignment, StepBudget(steps=0, batch_size=1, learning_rate=0.0))
+        feature_caches = None
+        if s.cached_encoder_features:  # its interfaces may read another encoder layer: features of its own
+            feature_caches = self.phase(
+                "ablation: encoder features",
+                self.encoder_features,
+                model,
+                processor,
+                {m: train[m] for m in modalities},
+            )
         self.train_stages_2_and_3(
             model,
             processor,
             {m: captioning[m] for m in modalities},
             {m: instructions[m] for m in modalities},
             *budgets,
+            feature_caches,
             prefix="ablation: ",
         )
         results = self.phase(
@@ -701,6 +752,19 @@ class Demo:
             },
             **{name: results[name]["discrn"] for name in TEST_SETS},
         }
+
+
+def item_keys(modality: str, items: list[dict]) -> list[str]:
+    """The name of each training item's features in `Demo.encoder_features`."""
+    return [f"{modality}:{index}" for index in range(len(items))]
+
+
+def keyed_items(train: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The training items with their media replaced by their key, for examples that read cached features."""
+    return {
+        modality: [dict(item, media=key) for item, key in zip(items, item_keys(modality, items), strict=True)]
+        for modality, items in train.items()
+    }
 
 
 __all__ = ["Demo"]

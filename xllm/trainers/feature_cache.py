@@ -18,6 +18,7 @@ used; `xllm cache-features` writes it anew.
 
 `build_feature_cache` writes a manifest's caches, `FeatureCache` reads one modality's, and
 `FeatureCache.encoder_features` gives what `forward`'s `encoder_features` (and the stage-1 heads) take.
+`MemoryFeatureCache` holds the same features for media kept in memory (no files, no key checks).
 """
 
 import hashlib
@@ -234,6 +235,41 @@ class FeatureCache:
         return stacked_features(self.modality, [self.item(path) for path in paths])
 
 
+class MemoryFeatureCache:
+    """One modality's encoder features computed in memory, from media given directly (PIL images, frame
+    arrays, waveform dicts, point arrays) under keys of the caller's choosing.
+
+    For training runs that hold their media in memory rather than in a manifest's files (the demo): stages
+    2 and 3 show each item many times, and its features are the same each time because the encoder is
+    frozen. It reads as `FeatureCache` does (`index`, `item`, `windows`), so `FeatureCaches` and the
+    collators take it; examples then carry an item's key where its media would be. Nothing is checked
+    against files: the cache lives as long as the run that made it.
+    """
+
+    def __init__(self, model, processor, modality: str, media: dict[str, object], batch_size: int = 32):
+        self.modality = modality
+        self.items: dict[str, torch.Tensor] = {}
+        keys = list(media)
+        for start in range(0, len(keys), batch_size):
+            batch = keys[start : start + batch_size]
+            inputs = processor.prepare_media(modality, [media[key] for key in batch])
+            self.items.update(zip(batch, item_features(model, modality, inputs), strict=True))
+        self.index = dict.fromkeys(self.items)  # the keys, as `FeatureCaches` reads them
+
+    def item(self, key: str) -> torch.Tensor:
+        """One item's features: (windows, tokens, width), or (frames, width) for speech."""
+        if key not in self.items:
+            raise ValueError(
+                f"The memory feature cache holds no {self.modality} features under {key!r} "
+                f"({len(self.items)} items, e.g. {next(iter(self.items), None)!r})."
+            )
+        return self.items[key]
+
+    def windows(self, key: str) -> int:
+        """Frames or windows of one item (what its placeholders expand to)."""
+        return len(self.item(key))
+
+
 class FeatureCaches:
     """The caches a training run reads (several manifests, several modalities), looked up by media path;
     what the collators take in place of media files."""
@@ -313,6 +349,7 @@ __all__ = [
     "CACHE_SUFFIX",
     "FeatureCache",
     "FeatureCaches",
+    "MemoryFeatureCache",
     "build_feature_cache",
     "cache_folder",
     "cache_key",
