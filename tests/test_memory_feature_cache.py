@@ -82,3 +82,31 @@ def test_a_key_the_memory_cache_does_not_hold_is_named(tiny):
     cache = MemoryFeatureCache(model, processor, "image", {"image:0": random_image(0)})
     with pytest.raises(ValueError, match=r"no image features under 'image:7'"):
         cache.item("image:7")
+
+
+def test_a_comparison_of_two_cached_items_has_the_loss_of_the_live_comparison(tiny):
+    """Stage 3's "which of the two" examples hold two items of one modality: each placeholder must get
+    its own item's features, in the order the prompt names them."""
+    from xllm.demo.data import comparison_example
+
+    model, processor = tiny
+    media = media_items("point_cloud", 4)
+    keys = [f"point_cloud:{index}" for index in range(len(media))]
+    cache = MemoryFeatureCache(model, processor, "point_cloud", dict(zip(keys, media, strict=True)))
+    pairs = [(2, 0, "first"), (1, 3, "second")]
+
+    def batch(values, **collator):
+        examples = [
+            comparison_example(
+                "which is red ?", ("point_cloud", values[a]), ("point_cloud", values[b]), answer
+            )
+            for a, b, answer in pairs
+        ]
+        return XLLMDataCollator(processor, **collator)(examples)
+
+    live, cached = batch(media), batch(keys, feature_caches=FeatureCaches([cache]))
+    swapped = batch(keys[::-1], feature_caches=FeatureCaches([cache]))  # other items: another loss
+    with torch.no_grad():
+        live_loss, cached_loss, swapped_loss = (model(**b).loss.item() for b in (live, cached, swapped))
+    assert abs(live_loss - cached_loss) <= 1e-6
+    assert abs(live_loss - swapped_loss) > 1e-5  # the tiny random model reads its items faintly: 4e-5
