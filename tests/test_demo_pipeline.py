@@ -102,8 +102,7 @@ def test_an_unknown_ablation_setting_is_refused_with_the_choices():
         DemoSettings(ablation="sometimes")
 
 
-def test_full_runs_the_ablation_at_an_equal_budget_with_the_longer_alignment():
-    full = DemoSettings().full()
-    assert (full.ablation, full.discrn_pairs, full.alignment.steps) == ("equal_budget", 1000, 900)
-    assert full.instruction_tuning.steps == 350 and DemoSettings().ablation == "none"
-    assert full.alignment.learning_rate == DemoSettings().alignment.learning_rate
+def test_full_adds_the_equal_budget_ablation_and_more_pairs_on_the_defaults_steps():
+    default, full = DemoSettings(), DemoSettings().full()
+    assert (full.ablation, full.discrn_pairs, default.ablation) == ("equal_budget", 1000, "none")
+    assert (full.alignment, full.instruction_tuning) == (default.alignment, default.instruction_tuning)

@@ -10,6 +10,7 @@ from xllm.demo.report import (
     seeds_summary,
     target_lines,
 )
+from xllm.demo.settings import DemoSettings
 
 
 def _accuracy(value: float, low: float | None = None) -> dict:
@@ -184,7 +185,8 @@ def test_the_margin_over_linear_is_a_target_only_at_an_equal_budget():
     assert "xllm demo --seeds 0,1,2" in not_run
     assert "The longer alignment" not in not_run  # no alignment budget in this report's settings
     longer = markdown_report(_report(settings={"seed": 0, "ablation": "none", "alignment": {"steps": 300}}))
-    assert "The longer alignment: 300 stage-2 steps here; `xllm demo --full` runs 900" in longer
+    full_steps = DemoSettings().full().alignment.steps
+    assert f"The longer alignment: 300 stage-2 steps here; `xllm demo --full` runs {full_steps}" in longer
     equal = _report(ablation=_linear("equal_budget", 0.85), settings={"seed": 0, "ablation": "equal_budget"})
     lines = "\n".join(target_lines(equal))
     assert (

@@ -15,9 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--full",
         action="store_true",
-        help="Also what the default leaves out for time: the linear ablation at an equal budget, 1000 "
-        "DisCRn pairs per pair type and test set, 900 alignment and 350 instruction-tuning steps (the "
-        "default's 600 and 300 fit its 20-minute budget).",
+        help="Also what the default leaves out for time: the linear ablation at an equal budget (the "
+        "Q-Formers' stages 2 and 3, steps, learning rates and data) and 1000 DisCRn pairs per pair type "
+        "and test set.",
     )
     parser.add_argument(
         "--seeds",
