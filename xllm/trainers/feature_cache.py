@@ -146,6 +146,15 @@ def item_features(model, modality: str, inputs: dict[str, torch.Tensor]) -> list
     return list(encoded.features.split(encoded.inputs_per_item.tolist()))
 
 
+def batched_item_features(model, processor, modality: str, media: list, batch_size: int):
+    """Each item's encoder features (`item_features`), in order, the media prepared and encoded `batch_size`
+    at a time."""
+    for start in range(0, len(media), batch_size):
+        yield from item_features(
+            model, modality, processor.prepare_media(modality, media[start : start + batch_size])
+        )
+
+
 def to_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
@@ -172,14 +181,12 @@ def build_feature_cache(
             continue
         key = cache_key(model, processor, modality, dtype)
         rows = {"path": [], "content_hash": [], "shape": [], "features": []}
-        for start in range(0, len(paths), batch_size):
-            batch = paths[start : start + batch_size]
-            features = item_features(model, modality, processor.prepare_media(modality, batch))
-            for path, item in zip(batch, features, strict=True):
-                rows["path"].append(path)
-                rows["content_hash"].append(file_hash(path))
-                rows["shape"].append(list(item.shape))
-                rows["features"].append(to_bytes(item.to(DTYPES[dtype])))
+        features = batched_item_features(model, processor, modality, paths, batch_size)
+        for path, item in zip(paths, features, strict=True):
+            rows["path"].append(path)
+            rows["content_hash"].append(file_hash(path))
+            rows["shape"].append(list(item.shape))
+            rows["features"].append(to_bytes(item.to(DTYPES[dtype])))
         folder = cache_folder(manifest, modality)
         Dataset.from_dict(rows).save_to_disk(str(folder))
         (folder / KEY_FILE).write_text(json.dumps(key, indent=2) + "\n")
@@ -248,12 +255,8 @@ class MemoryFeatureCache:
 
     def __init__(self, model, processor, modality: str, media: dict[str, object], batch_size: int = 32):
         self.modality = modality
-        self.items: dict[str, torch.Tensor] = {}
-        keys = list(media)
-        for start in range(0, len(keys), batch_size):
-            batch = keys[start : start + batch_size]
-            inputs = processor.prepare_media(modality, [media[key] for key in batch])
-            self.items.update(zip(batch, item_features(model, modality, inputs), strict=True))
+        features = batched_item_features(model, processor, modality, list(media.values()), batch_size)
+        self.items: dict[str, torch.Tensor] = dict(zip(media, features, strict=True))
         self.index = dict.fromkeys(self.items)  # the keys, as `FeatureCaches` reads them
 
     def item(self, key: str) -> torch.Tensor:
