@@ -48,6 +48,27 @@ def test_image_features_pooler_output_is_what_forward_writes_over_the_placeholde
     torch.testing.assert_close(as_tuple[0], logits, atol=1e-5, rtol=0)
 
 
+def test_encoding_media_keeps_only_the_layer_the_interface_reads(tiny_model, tiny_processor):
+    # The other layers are dropped as the encoder runs (transformers' `output_hidden_states=[index]`), so a
+    # deep encoder does not hold all its layers; asked for, every layer still comes back.
+    inputs = tiny_processor(images=[random_image(1)], text="<image> what")
+    pixel_values = inputs["pixel_values"]
+    layer = tiny_model.config.image_interface_config.encoder_feature_layer
+    with torch.no_grad():
+        encoded = tiny_model.model.encode_media("image", pixel_values)
+        every_layer = tiny_model.model.encode_media("image", pixel_values, output_hidden_states=True)
+        features = tiny_model.get_image_features(
+            pixel_values,
+            inputs["qformer_input_ids"],
+            inputs["qformer_attention_mask"],
+            output_hidden_states=True,
+        )
+    kept = [index for index, state in enumerate(encoded.encoder_outputs.hidden_states) if state is not None]
+    assert kept == [layer % len(every_layer.encoder_outputs.hidden_states)]
+    torch.testing.assert_close(encoded.features, every_layer.features, atol=0, rtol=0)
+    assert all(state is not None for state in features.hidden_states)
+
+
 def test_inputs_embeds_with_media_give_the_logits_of_input_ids(tiny_model, tiny_processor):
     inputs = tiny_processor(images=[random_image(2)], text=["<image> what colour is it ?", "describe it"])
     embeds = tiny_model.get_input_embeddings()(inputs["input_ids"])
@@ -186,3 +207,10 @@ def test_our_outputs_keep_model_output_keys_tuples_and_attributes():
     hidden = torch.randn(2, 3, 4)
     inner = XLLMModelOutputWithPast(last_hidden_state=hidden, position_ids=mask.long())
     assert list(inner.keys()) == ["last_hidden_state", "position_ids"] and inner[0] is hidden
+    # Only the first field given: the case our `__post_init__` leaves to ModelOutput's (key/value pairs).
+    only_first = XLLMModelOutputWithPast(last_hidden_state=hidden)
+    assert list(only_first.keys()) == ["last_hidden_state"] and only_first[0] is hidden
+    pairs = XLLMCausalLMOutputWithPast([("logits", logits), ("attention_mask", mask)])
+    reference_pairs = Reference([("logits", logits), ("attention_mask", mask)])
+    assert list(pairs.keys()) == list(reference_pairs.keys()) == ["logits", "attention_mask"]
+    assert pairs.loss is None and pairs.logits is logits

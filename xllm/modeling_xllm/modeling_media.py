@@ -48,6 +48,13 @@ class EncodedMedia(NamedTuple):
     encoder_outputs: ModelOutput | None = None  # the encoder's own outputs, fixed-length media only
 
 
+def interface_layer_only(config: XLLMInterfaceConfig) -> list[int]:
+    """The `output_hidden_states` that keeps only the layer the interface reads: transformers' encoders
+    return the others as None instead of holding every layer until the end of the forward (ViT-g: 40
+    layers of `(images, 257, 1408)`); an encoder without that selection reads the list as True."""
+    return [config.encoder_feature_layer]
+
+
 def select_encoder_features(
     hidden_states: tuple[torch.Tensor, ...], config: XLLMInterfaceConfig
 ) -> torch.Tensor:
@@ -139,7 +146,8 @@ def encode_media(
 ) -> EncodedMedia:
     """Check `media` (and its window or attention `mask`), run every real encoder input through the
     frozen encoder in one batch and select the features the interface reads (before its LayerNorm).
-    `encoder_kwargs` (`output_attentions`) go to the encoder of fixed-length media."""
+    `encoder_kwargs` (`output_attentions`; `output_hidden_states=True` to keep every layer) go to the
+    encoder of fixed-length media."""
     check_media(modality, encoder, media, mask)
     row = model_modality(modality)
     if row.layout == "sequence":
@@ -149,11 +157,11 @@ def encode_media(
     # (real windows, *encoder_input), item-major; without a mask every window is real, and a view spares
     # copying the whole batch (all the pixels of all the images)
     real_windows = windows.flatten(0, 1) if mask is None else windows[window_mask]
+    encoder_kwargs["output_hidden_states"] = encoder_kwargs.get(
+        "output_hidden_states"
+    ) or interface_layer_only(interface_config)
     outputs = encoder(
-        **{encoder.main_input_name: real_windows.to(encoder.dtype)},
-        output_hidden_states=True,
-        return_dict=True,
-        **encoder_kwargs,
+        **{encoder.main_input_name: real_windows.to(encoder.dtype)}, return_dict=True, **encoder_kwargs
     )
     features = select_encoder_features(outputs.hidden_states, interface_config)
     return EncodedMedia(features, window_mask.sum(1), window_mask, encoder_outputs=outputs)
@@ -207,7 +215,7 @@ def encode_sequences(
     inputs = {encoder.main_input_name: media.to(encoder.dtype)}
     if attention_mask is not None:
         inputs["attention_mask"] = attention_mask
-    outputs = encoder(**inputs, output_hidden_states=True, return_dict=True)
+    outputs = encoder(**inputs, output_hidden_states=interface_layer_only(interface_config), return_dict=True)
     frames = select_encoder_features(outputs.hidden_states, interface_config)  # (items, frames, width)
     frame_mask = speech_frame_mask(encoder, attention_mask, frames.shape[1], frames.shape[0])
     return EncodedMedia(

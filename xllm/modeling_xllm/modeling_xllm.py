@@ -199,6 +199,14 @@ class XLLMOutput(ModelOutput):
             OrderedDict.__setitem__(self, name, value)
         object.__setattr__(self, name, value)
 
+    def __post_init__(self) -> None:
+        # The dataclass `__init__` has already made every field given a value a key (`__setattr__` above), which
+        # is all that `ModelOutput.__post_init__` does with such outputs; its other case (the first field given
+        # key/value pairs and nothing else) is left to it. The pytree registration happened at class creation.
+        first, *others = self.__dataclass_fields__
+        if all(self.__dict__[name] is None for name in others):
+            super().__post_init__()
+
 
 @dataclass
 class XLLMModalityFeatures(XLLMOutput):
@@ -625,7 +633,9 @@ class XLLMModel(XLLMPreTrainedModel):
         if output_hidden_states is None:
             output_hidden_states = encoder_config.output_hidden_states
         kwargs.setdefault("output_attentions", encoder_config.output_attentions)
-        encoded = self.encode_media(modality, media, mask, **kwargs)
+        encoded = self.encode_media(
+            modality, media, mask, output_hidden_states=output_hidden_states, **kwargs
+        )
         features = self.get_modality_features(
             modality, media, mask, qformer_input_ids, qformer_attention_mask, encoded=encoded
         )
