@@ -207,6 +207,9 @@ class Demo:
     ) -> tuple[PreTrainedModel, dict]:
         modality = {"vision": "image"}.get(name, name)
         train = world_items(world[modality]["train"], modality)
+        # Each stand-in starts from its own seed, not from whatever the phases before it left in torch's
+        # generator (a cached language model would otherwise change every encoder's initialisation).
+        torch.manual_seed(self.settings.stand_in_seed)
         if name == "speech":
             return self.pretrain_speech_encoder(world, train, processor, tokenizer)
         encoder = {
