@@ -83,6 +83,18 @@ def test_the_equal_budget_ablation_trains_the_q_formers_stages_on_the_same_data(
     assert "The ablation at an equal budget" not in markdown  # nothing of the ablation left out
 
 
+def test_stage_one_pretrains_the_interfaces_the_settings_name(output, equal_budget_report):
+    """X-LLM's stage 1 by default (image Q-Former, C-Former); the 3D Q-Former too when asked (issue 25)."""
+    assert {name for name in equal_budget_report[0]["losses"] if name.startswith("stage 1")} == {
+        "stage 1: image",
+        "stage 1: speech",
+    }
+    settings = replace(_tiny("none"), pretrained_interfaces=("image", "speech", "point_cloud"))
+    report = Demo(settings, output / "with-3d-stage-1", log=lambda _: None, cache_dir=output / "cache").run()
+    assert tuple(report["settings"]["pretrained_interfaces"]) == ("image", "speech", "point_cloud")
+    assert len(report["losses"]["stage 1: point_cloud"]) == 2
+
+
 def test_the_short_ablation_says_what_it_did_not_run(output, equal_budget_report):
     report = Demo(_tiny("alignment_only"), output, log=lambda _: None).run()
     assert report["results"]["ablation"]["steps"] == {

@@ -75,9 +75,6 @@ VIDEO_FRAMES = 2
 IMAGE_SIDE = 64
 AUDIO_WINDOW_SECONDS = 1.6  # one window covers a 1.5 s sound
 POINTS = 512
-# X-LLM pre-trains its image Q-Former (BLIP-2 stage 1) and its C-Former (speech recognition); video
-# starts from the trained image interface; audio and 3D interfaces start at stage 2 here.
-STAGE1_MODALITIES = ("image", "speech")
 DISCRN_PAIRS = {"image_point_cloud": ("image", "point_cloud"), "audio_video": ("audio", "video")}
 # Evaluation set -> its world split: what was taught, then the two test sets (splits.TEST_SETS).
 EVALUATION_SETS = {"train": "train", **TEST_SETS}
@@ -411,7 +408,7 @@ class Demo:
         if budget.steps == 0:
             self.log("   skipped (no steps in the budget)")
             return
-        for modality in STAGE1_MODALITIES:
+        for modality in self.settings.pretrained_interfaces:
             if modality not in train:
                 continue
             items = train[modality]
