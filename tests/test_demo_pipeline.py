@@ -106,6 +106,14 @@ def test_the_short_ablation_says_what_it_did_not_run(output, equal_budget_report
     assert "1 alignment steps and no instruction tuning" in not_run and "xllm demo --full" in not_run
 
 
+def test_stage_one_refuses_an_unknown_interface_and_video_with_the_choices():
+    for given in ("pointcloud", "video"):
+        with pytest.raises(
+            ValueError, match=rf"pretrained_interfaces must be among \(.*'point_cloud'\), got \['{given}'\]"
+        ):
+            DemoSettings(pretrained_interfaces=("image", given))
+
+
 def test_an_unknown_ablation_setting_is_refused_with_the_choices():
     with pytest.raises(
         ValueError,

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field, replace
 
+from ..world.vocabulary import MODALITIES
+
 # How the linear-interface ablation (X-InstructBLIP's) is trained: not at all, by alignment alone on
 # `ablation_alignment` (the default run's time budget), or at an equal budget: the same stages 2 and 3,
 # steps, learning rates and data as the Q-Formers (stage 1's BLIP-2 objectives need a Q-Former's text
@@ -88,6 +90,11 @@ class DemoSettings:
     def __post_init__(self):
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
+        # Video is left out: it starts from the trained image interface, which would overwrite its stage 1.
+        pretrainable = tuple(m for m in MODALITIES if m != "video")
+        unknown = [m for m in self.pretrained_interfaces if m not in pretrainable]
+        if unknown:
+            raise ValueError(f"pretrained_interfaces must be among {pretrainable}, got {unknown}")
 
     def full(self) -> "DemoSettings":
         """`xllm demo --full`: what the default run leaves out for time: the linear ablation at an equal
