@@ -391,6 +391,7 @@ class Demo:
             lr_scheduler_type="cosine",
             warmup_steps=max(1, budget.steps // 20),
             weight_decay=0.05,
+            max_grad_norm=self.settings.max_grad_norm,
             logging_steps=max(1, budget.steps // 20),
             save_strategy="no",
             report_to="none",
