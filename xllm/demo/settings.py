@@ -56,8 +56,9 @@ class DemoSettings:
     # Stage 1 per interface: X-LLM pre-trains its image Q-Former (BLIP-2's objectives) and its C-Former
     # (speech recognition); video starts from the trained image interface; the others start at stage 2.
     # Adding "point_cloud" (BLIP-2's objectives on 3D captions, 100 steps) was measured for issue 25 over
-    # seeds 0-2: 3D shape in distribution 56 / 48 / 48% (without: 46 / 41 / 59%), DisCRn image-3D
-    # 64.6 / 69.0 / 66.2% (without: 76.2 / 67.6 / 75.8%), 40-60 s more; so the default leaves it out.
+    # seeds 0-2, on the recipe before 752021b (2000 comparisons, gradient clipping): 3D shape in distribution
+    # 56 / 48 / 48% (without: 46 / 41 / 59%), DisCRn image-3D 64.6 / 69.0 / 66.2% (without: 76.2 / 67.6 /
+    # 75.8%), 40-60 s more; so the default leaves it out.
     pretrained_interfaces: tuple[str, ...] = ("image", "speech")
     # Stage 2 is where the interfaces learn to name what they see, and 300 mixed steps left image colour at
     # 24-31% on the training images (issue 24: measured); 600 steps 38-84%, 900 steps 85-99%, 600 at 2e-3
