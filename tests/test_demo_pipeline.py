@@ -116,7 +116,7 @@ def test_stage_one_refuses_an_unknown_interface_and_video_with_the_choices():
 
 def test_stages_one_to_three_clip_gradients_only_as_the_settings_say(tmp_path):
     budget = StepBudget(steps=2, batch_size=4, learning_rate=1e-3)
-    unclipped = Demo(_tiny("none"), tmp_path, log=lambda _: None).training_arguments("stage2", budget)
+    unclipped = Demo(_tiny("none"), tmp_path).training_arguments("stage2", budget)
     clipped = Demo(replace(_tiny("none"), max_grad_norm=0.5), tmp_path).training_arguments("stage2", budget)
     assert (unclipped.max_grad_norm, clipped.max_grad_norm) == (0.0, 0.5)
     with pytest.raises(ValueError, match=r"max_grad_norm must be 0 \(no clipping\) or positive, got -1.0"):

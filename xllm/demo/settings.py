@@ -74,7 +74,7 @@ class DemoSettings:
     # distribution 86.2 / 78.6 / 84.8% (with 2000: 76.2 / 67.6 / 75.8%), held-out 86.4 / 79.0 / 84.0%
     # (76.0 / 63.6 / 76.0%); audio-video 66.0 / 57.0 / 53.0% (70.8 / 54.2 / 52.2%), within its seed range;
     # seeds 1-2: WER 38.4 / 39.4% (37.9 / 37.7%), 3D shape 39 / 47% (41 / 59%), image 96-100% per attribute;
-    # stage 3 takes ~100 s more.
+    # stage 3 took 97 s in a fresh run (75 s with 2000, on a faster machine).
     comparisons_per_modality: int = 6000
     # Gradient clipping in stages 1-3 (Trainer's `max_grad_norm`; 0 turns it off). Trainer's default 1.0
     # clips the gradient of all interfaces together, so one interface's large gradient (stage 2 logged norms of
