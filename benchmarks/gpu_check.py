@@ -257,21 +257,26 @@ def main(argv: list[str] | None = None) -> list[list]:
     model.train()
     model.model.interfaces["image"].requires_grad_(True)  # stage 2: the image Q-Former trains
     rows = []
+
+    def record(row: list) -> None:  # printed as measured, so a later failure keeps the earlier figures
+        rows.append(row)
+        print(format_table(COLUMNS, [row]), flush=True)
+
     inputs = batch_inputs(config, settings["batch"], settings, device, dtype)
-    rows.append(training_row("stage 2, live encoder", model, inputs, settings, device, peak_tflops, True))
+    record(training_row("stage 2, live encoder", model, inputs, settings, device, peak_tflops, True))
 
     with torch.no_grad():
         encoded = model.model.encode_media("image", inputs["pixel_values"])
     cached = {key: value for key, value in inputs.items() if key != "pixel_values"}
     cached["encoder_features"] = {"image": {"features": encoded.features, "window_mask": encoded.window_mask}}
     encoder = model.model.encoders.pop("vision")  # what training from the cache leaves out
-    rows.append(training_row("stage 2, cached features", model, cached, settings, device, peak_tflops, False))
+    record(training_row("stage 2, cached features", model, cached, settings, device, peak_tflops, False))
     model.model.encoders["vision"] = encoder
     del encoded, cached
 
     for batch in (1, 16):
-        rows.append(generation_row(model, config, batch, settings, device, dtype))
-    rows.append(fsdp_row(model, inputs, settings, device))
+        record(generation_row(model, config, batch, settings, device, dtype))
+    record(fsdp_row(model, inputs, settings, device))
 
     print(f"GPU check on {device_name}: X-InstructBLIP-7b shapes{' (smoke: tiny sizes)' if args.smoke else ''}, "
           f"{'fp32' if args.smoke else 'bf16'}, sdpa; batch {settings['batch']} for training")  # fmt: skip
