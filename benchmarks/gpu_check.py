@@ -12,13 +12,15 @@ Llama, in bf16 with sdpa attention on one GPU (`--smoke`: tiny sizes, fp32, on t
 * stage 2, cached features: the same step from the encoder's features computed beforehand (what
   `xllm cache-features` stores; `forward`'s `encoder_features`), the encoder left out of the model;
 * generation at batch 1 and 16: new tokens per second, greedy, every sample generating the full length;
+  then the same for transformers' `InstructBlipForConditionalGeneration` at the same shapes (its own random
+  weights; peak memory counts its own), the speed reference of the conformance issue;
 * FSDP2 on one GPU (smoke test): the model sharded with `fully_shard` (Llama, Q-Former and ViT layers, then
   the root) over a one-process group, one training step, the trainable weights gathered as a checkpoint
   gathers them.
 
 It needs torch, transformers and this package only (no datasets, accelerate, bitsandbytes or flash-attn):
 
-    python -m benchmarks.gpu_check            # about 3-5 minutes on one H100/H200 (not yet run on a GPU)
+    python -m benchmarks.gpu_check            # 28 s on one H200 (2026-12-04, before the InstructBLIP rows)
     python -m benchmarks.gpu_check --smoke    # tiny sizes on the CPU (the test suite runs this)
 """
 
@@ -176,8 +178,38 @@ def training_row(name, model, inputs, settings, device, peak_tflops, encoder_run
     return [name, milliseconds, tokens_per_second, peak_gib(device), mfu]
 
 
-def generation_row(model, config, batch: int, settings: dict, device, dtype) -> list:
-    inputs = batch_inputs(config, batch, settings, device, dtype, labels=False)
+def instructblip_twin(config: XLLMConfig, device: torch.device, dtype: torch.dtype):
+    """transformers' InstructBLIP at the same shapes, with random weights of its own: the reference for
+    generation speed (its `generate` runs its LLM's own decoding loop after the prefill)."""
+    from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration
+
+    interface = config.image_interface_config
+    twin_config = InstructBlipConfig(
+        vision_config={k: v for k, v in config.vision_config.to_dict().items() if k != "model_type"},
+        qformer_config=dict(
+            hidden_size=interface.hidden_size,
+            num_hidden_layers=interface.num_hidden_layers,
+            num_attention_heads=interface.num_attention_heads,
+            intermediate_size=interface.intermediate_size,
+            cross_attention_frequency=interface.cross_attention_frequency,
+            encoder_hidden_size=config.vision_config.hidden_size,
+            vocab_size=interface.vocab_size,
+            max_position_embeddings=interface.max_position_embeddings,
+        ),
+        text_config=config.text_config.to_dict(),
+        num_query_tokens=interface.num_query_tokens,
+        image_token_index=config.image_token_id,
+    )
+    torch.manual_seed(0)
+    with torch.device(device):
+        return InstructBlipForConditionalGeneration._from_config(
+            twin_config, dtype=dtype, attn_implementation="sdpa"
+        )
+
+
+def generation_row(name: str, model, inputs: dict, settings: dict, device, memory_before: int = 0) -> list:
+    """Greedy generation of `new_tokens` per sample (each must generate all of them); peak memory less
+    `memory_before` (what other models on the device hold)."""
     new_tokens = settings["new_tokens"]
     generate = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
     model.eval()
@@ -193,11 +225,12 @@ def generation_row(model, config, batch: int, settings: dict, device, dtype) -> 
     generated = output.shape[1] - prompt.shape[1] if torch.equal(output[:, : prompt.shape[1]], prompt) else -1
     if generated != new_tokens:
         raise ValueError(f"Every sample must generate {new_tokens} tokens, got {generated}.")
+    memory = peak_gib(device)
     return [
-        f"generation, batch {batch}",
+        name,
         1000 * seconds,
-        batch * new_tokens / seconds,
-        peak_gib(device),
+        len(prompt) * new_tokens / seconds,
+        memory - memory_before / 2**30 if isinstance(memory, float) else memory,
         "n/a",
     ]
 
@@ -260,7 +293,7 @@ def main(argv: list[str] | None = None) -> list[list]:
 
     def record(row: list) -> None:  # printed as measured, so a later failure keeps the earlier figures
         rows.append(row)
-        print(format_table(COLUMNS, [row]), flush=True)
+        print(f"measured: {row[0]}, {row[1]:.1f} ms", flush=True)
 
     inputs = batch_inputs(config, settings["batch"], settings, device, dtype)
     record(training_row("stage 2, live encoder", model, inputs, settings, device, peak_tflops, True))
@@ -274,8 +307,17 @@ def main(argv: list[str] | None = None) -> list[list]:
     model.model.encoders["vision"] = encoder
     del encoded, cached
 
-    for batch in (1, 16):
-        record(generation_row(model, config, batch, settings, device, dtype))
+    generation_inputs = {
+        batch: batch_inputs(config, batch, settings, device, dtype, labels=False) for batch in (1, 16)
+    }
+    for batch, given in generation_inputs.items():
+        record(generation_row(f"generation, batch {batch}", model, given, settings, device))
+    memory_before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    twin = instructblip_twin(config, device, dtype)
+    for batch, given in generation_inputs.items():
+        name = f"generation, batch {batch}, transformers' InstructBLIP"
+        record(generation_row(name, twin, given, settings, device, memory_before))
+    del twin
     record(fsdp_row(model, inputs, settings, device))
 
     print(f"GPU check on {device_name}: X-InstructBLIP-7b shapes{' (smoke: tiny sizes)' if args.smoke else ''}, "

@@ -40,7 +40,7 @@ def test_smoke_run_prints_every_row_of_the_table_with_finite_times():
     lines = result.stdout.splitlines()
     header = next(index for index, line in enumerate(lines) if line.split()[:1] == ["check"])
     rows = {}
-    for line in lines[header + 1 : header + 6]:
+    for line in lines[header + 1 : header + 8]:
         name, *values = re.split(
             r"\s{2,}", line.strip()
         )  # columns are 2+ spaces apart, names have single ones
@@ -50,6 +50,8 @@ def test_smoke_run_prints_every_row_of_the_table_with_finite_times():
         "stage 2, cached features",
         "generation, batch 1",
         "generation, batch 16",
+        "generation, batch 1, transformers' InstructBLIP",
+        "generation, batch 16, transformers' InstructBLIP",
         "FSDP2, 1 process, 1 step",
     ]
     for name, (milliseconds, tokens_per_second, _, _) in rows.items():
