@@ -2,6 +2,7 @@
 attribute through another, and which half of a batch teaches which attribute."""
 
 import numpy as np
+import pytest
 import torch
 from transformers import BlipImageProcessor
 
@@ -88,6 +89,46 @@ def test_invariant_attributes_are_learned_from_augmented_items_only():
     accuracy = attribute_accuracy(encoder, heads, inputs, {"visible": labels, "invariant": labels})
     assert accuracy["visible"] == 1.0
     assert accuracy["invariant"] < 0.7
+
+
+@pytest.mark.parametrize("fraction, augmented", [(0.5, 16), (0.75, 24)])
+def test_augmented_fraction_sets_how_much_of_each_batch_is_augmented(fraction, augmented):
+    seen = []
+
+    def augmentation(batch, generator):
+        seen.append(len(batch))
+        return batch
+
+    pretrain_on_attributes(
+        vision_encoder(16),
+        torch.rand(64, 3, 16, 16),
+        {"visible": torch.randint(0, 2, (64,))},
+        {"visible": ("no", "yes")},
+        StepBudget(steps=2, batch_size=32, learning_rate=1e-3),
+        seed=0,
+        augmentation=augmentation,
+        augmented_fraction=fraction,
+    )
+    assert seen == [augmented, augmented]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5])
+def test_augmented_fraction_outside_zero_to_one_is_refused_with_the_value(fraction):
+    from xllm.demo.settings import DemoSettings
+
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        DemoSettings(encoder_augmented_fraction={"point_cloud": fraction})
+    with pytest.raises(ValueError, match=str(fraction)):
+        pretrain_on_attributes(
+            vision_encoder(16),
+            torch.rand(4, 3, 16, 16),
+            {"visible": torch.zeros(4, dtype=torch.long)},
+            {"visible": ("no", "yes")},
+            StepBudget(steps=1, batch_size=4, learning_rate=1e-3),
+            seed=0,
+            augmentation=lambda batch, generator: batch,
+            augmented_fraction=fraction,
+        )
 
 
 def test_ctc_collapse_merges_runs_and_drops_blanks():

@@ -10,9 +10,10 @@ instead (CTC over the world's vocabulary). Heads are thrown away; only the encod
 Train splits hold out combinations of one attribute with others (a red star never appears), and an
 encoder trained on them reads the held-out attribute through the other one: colour tells which
 shapes are possible, so on a red star it answers "not star" (measured: shape 0-5% on held-out
-combinations). So half of each batch is recoloured (images, point clouds) or has its frequencies
-shuffled (sounds); the attributes the change keeps (shape, size, position; a sound's speed) are
-learned from the changed half only, the others from the untouched half only. The encoder then has
+combinations). So part of each batch (half, or `DemoSettings.encoder_augmented_fraction`) is recoloured
+(images, point clouds) or has its frequencies shuffled (sounds); the attributes the change keeps (shape,
+size, position; a sound's speed) are learned from the changed part only, the others from the untouched
+part only. The encoder then has
 to read shape or speed the same way whatever the colour or instrument, as a pretrained encoder that
 has seen every colour on every shape would. No held-out combination is ever labelled.
 """
@@ -184,14 +185,17 @@ def pretrain_on_attributes(
     progress: Callable[[int, float], None] | None = None,
     augmentation: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     invariant_attributes: tuple[str, ...] = (),
+    augmented_fraction: float = 0.5,
 ) -> tuple[AttributeHeads, list[float]]:
     """Attribute classification on (items, *input) `inputs`; the encoder is frozen afterwards.
     Returns the heads (to measure held-out accuracy) and the loss per step.
 
-    With `augmentation`, the second half of every batch is augmented: `invariant_attributes` (those
-    the augmentation leaves unchanged) are learned from the augmented half only, every other
-    attribute from the untouched half only, so no invariant attribute is ever learned next to the
+    With `augmentation`, the last `augmented_fraction` of every batch is augmented: `invariant_attributes`
+    (those the augmentation leaves unchanged) are learned from the augmented part only, every other
+    attribute from the untouched part only, so no invariant attribute is ever learned next to the
     true value of the attributes the augmentation changes."""
+    if not 0 < augmented_fraction < 1:
+        raise ValueError(f"augmented_fraction must lie strictly between 0 and 1, got {augmented_fraction}")
     torch.manual_seed(seed)
     heads = AttributeHeads(encoder.config.hidden_size, attributes)
     optimizer, schedule = _optimizer(list(encoder.parameters()) + list(heads.parameters()), budget)
@@ -206,13 +210,13 @@ def pretrain_on_attributes(
         batch = inputs[chosen]
         targets = {name: labels[name][chosen].clone() for name in attributes}
         if augmentation is not None:
-            half = len(chosen) // 2
-            batch = torch.cat([batch[:half], augmentation(batch[half:], generator)])
+            untouched = int(len(chosen) * (1 - augmented_fraction))  # half: len // 2, as before the knob
+            batch = torch.cat([batch[:untouched], augmentation(batch[untouched:], generator)])
             for name, target in targets.items():  # -100: ignored by cross_entropy
                 if name in invariant_attributes:
-                    target[:half] = -100
+                    target[:untouched] = -100
                 else:
-                    target[half:] = -100
+                    target[untouched:] = -100
         logits = heads(encoder_tokens(encoder, batch))
         loss = sum(nn.functional.cross_entropy(logits[name], targets[name]) for name in attributes)
         loss.backward()

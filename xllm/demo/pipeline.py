@@ -140,6 +140,7 @@ class Demo:
                 "train": s.world_train,
                 "lm": asdict(s.language_model),
                 "enc": {name: asdict(budget) for name, budget in s.encoders.items()},
+                "augmented": s.encoder_augmented_fraction,
                 "speech": asdict(s.speech_encoder),
                 "modalities": s.modalities,
                 "comparisons": s.text_comparisons,
@@ -225,6 +226,7 @@ class Demo:
             self.settings.stand_in_seed,
             progress=self.progress(f"{name} encoder", self.settings.encoders[name]),
             **self.encoder_augmentation(modality, processor),
+            augmented_fraction=self.settings.encoder_augmented_fraction.get(name, 0.5),
         )
         self.losses[f"stage 0: {name} encoder"] = losses
         # The encoder's own heads on every evaluation set: what the interface could read at best.

@@ -51,6 +51,13 @@ class DemoSettings:
             "point_cloud": StepBudget(steps=800, batch_size=32, learning_rate=2e-3),
         }
     )
+    # Per encoder (stage 0): the part of each batch that is augmented (recoloured, frequencies shuffled), from
+    # which shape, size, position and a sound's speed are learned; the untouched rest teaches colour and
+    # instrument (encoders.py). Half by default; the point-cloud encoder reads shape slowly and its colour is
+    # plain in its input channels, so three quarters of its batch teach shape. Measured (seed 0, 800 steps, 2
+    # threads, its own head): shape 87.7 / 87.0 / 85.0% on the training split / in distribution / held-out
+    # combinations, against 83.3 / 75.7 / 66.0% with half (the same time: 408 s against 441 s).
+    encoder_augmented_fraction: dict[str, float] = field(default_factory=lambda: {"point_cloud": 0.75})
     speech_encoder: StepBudget = StepBudget(steps=300, batch_size=32, learning_rate=2e-3)
     interface_pretraining: StepBudget = StepBudget(steps=100, batch_size=32, learning_rate=1e-3)
     # Stage 1 per interface: X-LLM pre-trains its image Q-Former (BLIP-2's objectives) and its C-Former
@@ -105,6 +112,11 @@ class DemoSettings:
     def __post_init__(self):
         if self.max_grad_norm < 0:
             raise ValueError(f"max_grad_norm must be 0 (no clipping) or positive, got {self.max_grad_norm}")
+        bad_fractions = {k: v for k, v in self.encoder_augmented_fraction.items() if not 0 < v < 1}
+        if bad_fractions:
+            raise ValueError(
+                f"encoder_augmented_fraction values must lie strictly between 0 and 1, got {bad_fractions}"
+            )
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
         # Video is left out: it starts from the trained image interface, which would overwrite its stage 1.
