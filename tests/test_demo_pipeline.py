@@ -123,6 +123,13 @@ def test_stages_one_to_three_clip_gradients_only_as_the_settings_say(tmp_path):
         DemoSettings(max_grad_norm=-1.0)
 
 
+def test_stage_zero_is_not_reused_from_the_cache_when_the_augmented_fraction_changes(tmp_path):
+    default = Demo(DemoSettings(), tmp_path).stage0_folder()
+    half = Demo(DemoSettings(encoder_augmented_fraction={"point_cloud": 0.5}), tmp_path).stage0_folder()
+    assert default != half
+    assert default == Demo(DemoSettings(), tmp_path).stage0_folder()
+
+
 def test_an_unknown_ablation_setting_is_refused_with_the_choices():
     with pytest.raises(
         ValueError,
