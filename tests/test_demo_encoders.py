@@ -131,6 +131,15 @@ def test_augmented_fraction_outside_zero_to_one_is_refused_with_the_value(fracti
         )
 
 
+def test_augmented_fraction_of_an_unknown_encoder_is_refused_with_the_choices():
+    from xllm.demo.settings import DemoSettings
+
+    with pytest.raises(
+        ValueError, match=r"keys must be among \('vision', 'audio', 'point_cloud'\), got \['pointcloud'\]"
+    ):
+        DemoSettings(encoder_augmented_fraction={"pointcloud": 0.75})
+
+
 def test_ctc_collapse_merges_runs_and_drops_blanks():
     assert ctc_collapse([0, 3, 3, 0, 3, 5, 5, 0, 0]) == [3, 3, 5]
     assert ctc_collapse([]) == [] and ctc_collapse([0, 0]) == []

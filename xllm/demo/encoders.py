@@ -13,9 +13,8 @@ shapes are possible, so on a red star it answers "not star" (measured: shape 0-5
 combinations). So part of each batch (half, or `DemoSettings.encoder_augmented_fraction`) is recoloured
 (images, point clouds) or has its frequencies shuffled (sounds); the attributes the change keeps (shape,
 size, position; a sound's speed) are learned from the changed part only, the others from the untouched
-part only. The encoder then has
-to read shape or speed the same way whatever the colour or instrument, as a pretrained encoder that
-has seen every colour on every shape would. No held-out combination is ever labelled.
+part only. The encoder then has to read shape or speed the same way whatever the colour or instrument, as
+a pretrained encoder that has seen every colour on every shape would. No held-out combination is ever labelled.
 """
 
 from collections.abc import Callable

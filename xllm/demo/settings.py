@@ -114,6 +114,12 @@ class DemoSettings:
     def __post_init__(self):
         if self.max_grad_norm < 0:
             raise ValueError(f"max_grad_norm must be 0 (no clipping) or positive, got {self.max_grad_norm}")
+        augmented_encoders = ("vision", "audio", "point_cloud")  # speech's encoder learns CTC, unaugmented
+        unknown_encoders = [k for k in self.encoder_augmented_fraction if k not in augmented_encoders]
+        if unknown_encoders:
+            raise ValueError(
+                f"encoder_augmented_fraction keys must be among {augmented_encoders}, got {unknown_encoders}"
+            )
         bad_fractions = {k: v for k, v in self.encoder_augmented_fraction.items() if not 0 < v < 1}
         if bad_fractions:
             raise ValueError(
