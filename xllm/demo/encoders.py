@@ -31,6 +31,9 @@ from ..modeling_xllm.modeling_pointbert import XLLMPointBertModel
 from ..world.vocabulary import ATTRIBUTES
 from .settings import StepBudget
 
+# The part of each batch augmented unless `DemoSettings.encoder_augmented_fraction` names the encoder.
+DEFAULT_AUGMENTED_FRACTION = 0.5
+
 
 def vision_encoder(image_side: int) -> ViTModel:
     """A 4-layer ViT over 8x8 patches (64 tokens for 64 px): images and video frames."""
@@ -184,7 +187,7 @@ def pretrain_on_attributes(
     progress: Callable[[int, float], None] | None = None,
     augmentation: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     invariant_attributes: tuple[str, ...] = (),
-    augmented_fraction: float = 0.5,
+    augmented_fraction: float = DEFAULT_AUGMENTED_FRACTION,
 ) -> tuple[AttributeHeads, list[float]]:
     """Attribute classification on (items, *input) `inputs`; the encoder is frozen afterwards.
     Returns the heads (to measure held-out accuracy) and the loss per step.

@@ -226,7 +226,9 @@ class Demo:
             self.settings.stand_in_seed,
             progress=self.progress(f"{name} encoder", self.settings.encoders[name]),
             **self.encoder_augmentation(modality, processor),
-            augmented_fraction=self.settings.encoder_augmented_fraction.get(name, 0.5),
+            augmented_fraction=self.settings.encoder_augmented_fraction.get(
+                name, stage0_encoders.DEFAULT_AUGMENTED_FRACTION
+            ),
         )
         self.losses[f"stage 0: {name} encoder"] = losses
         # The encoder's own heads on every evaluation set: what the interface could read at best.
