@@ -71,12 +71,14 @@ def test_save_and_from_pretrained_give_equal_outputs(tmp_path):
     torch.testing.assert_close(reloaded(cloud).last_hidden_state, model(cloud).last_hidden_state)
 
 
-def ulip_point_encoder_state_dict(in_channels: int, width: int, depth: int) -> dict[str, torch.Tensor]:
-    """Random tensors under the key names and shapes of ULIP's PointTransformer."""
+def ulip_point_encoder_state_dict(
+    in_channels: int, width: int, depth: int, pointnet_width: int = 512
+) -> dict[str, torch.Tensor]:
+    """Random tensors under the key names and shapes of ULIP's PointTransformer (PointNet 512 wide by default)."""
     shapes = {"cls_token": (1, 1, width), "cls_pos": (1, 1, width)}
     for name, (inp, hidden, out) in {
-        "first_conv": (in_channels, 128, 256),
-        "second_conv": (512, 512, 48),
+        "first_conv": (in_channels, 128, pointnet_width // 2),
+        "second_conv": (pointnet_width, pointnet_width, 48),
     }.items():
         shapes |= {f"encoder.{name}.0.weight": (hidden, inp, 1), f"encoder.{name}.0.bias": (hidden,)}
         shapes |= {
@@ -113,6 +115,7 @@ def test_ulip2_checkpoint_converts_into_a_model_without_missing_or_unexpected_ke
     config, converted = convert_pointbert_checkpoint(path, num_attention_heads=2, num_groups=16, group_size=8)
     assert (config.in_channels, config.hidden_size, config.num_hidden_layers) == (6, 32, 2)
     assert config.qkv_bias is False
+    assert config.pointnet_width == 512
     model = XLLMPointBertModel(config)
     result = model.load_state_dict(converted, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
@@ -121,6 +124,42 @@ def test_ulip2_checkpoint_converts_into_a_model_without_missing_or_unexpected_ke
         model.layers[1].attention.out_proj.weight, encoder["blocks.blocks.1.attn.proj.weight"]
     )
     assert model(torch.rand(1, 40, 6)).last_hidden_state.shape == (1, 17, 32)
+
+
+def test_default_token_embedder_has_ulip2s_pointnet_widths():
+    embedder = XLLMPointBertModel(tiny_point_cloud_config()).token_embedder
+    # ULIP-2's PointBERT Encoder: first_conv 3-128-256, second_conv 512-512-encoder_channel
+    # (LAVIS lavis/models/ulip_models/pointbert/dvae.py:177-192, class Encoder).
+    assert [embedder.first_mlp[0].out_channels, embedder.first_mlp[3].out_channels] == [128, 256]
+    assert [embedder.second_mlp[0].in_channels, embedder.second_mlp[0].out_channels] == [512, 512]
+
+
+def test_pointnet_width_sizes_both_per_point_mlps_and_survives_a_save(tmp_path):
+    model = tiny_model(pointnet_width=64)
+    embedder = model.token_embedder
+    assert embedder.first_mlp[3].out_channels == 32
+    assert [embedder.second_mlp[0].in_channels, embedder.second_mlp[0].out_channels] == [64, 64]
+    cloud = torch.rand(2, 40, 3)
+    model.save_pretrained(tmp_path)
+    reloaded = XLLMPointBertModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.pointnet_width == 64
+    torch.testing.assert_close(reloaded(cloud).last_hidden_state, model(cloud).last_hidden_state)
+
+
+@pytest.mark.parametrize("width", [0, 33])
+def test_odd_or_empty_pointnet_width_is_refused_with_its_value(width):
+    with pytest.raises(ValueError, match=f"pointnet_width must be an even number.*got {width}"):
+        tiny_point_cloud_config(pointnet_width=width)
+
+
+def test_narrow_pointnet_checkpoint_converts_with_its_width(tmp_path):
+    encoder = ulip_point_encoder_state_dict(in_channels=3, width=32, depth=1, pointnet_width=128)
+    path = tmp_path / "narrow.pt"
+    torch.save({"state_dict": {f"module.point_encoder.{k}": v for k, v in encoder.items()}}, path)
+    config, converted = convert_pointbert_checkpoint(path, num_attention_heads=2, num_groups=16, group_size=8)
+    assert config.pointnet_width == 128
+    result = XLLMPointBertModel(config).load_state_dict(converted, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
 
 
 class CodeRunningObject:

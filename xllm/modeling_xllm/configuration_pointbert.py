@@ -1,7 +1,7 @@
 """Configuration of the PointBERT point-cloud encoder as used by ULIP-2 (Xue et al., 2023).
 
 The defaults are the published ULIP-2 sizes: 8192 input points split into 512 groups of 32
-neighbours, a PointNet token embedder of width 256, and a 12-layer ViT of width 384 with 6 heads.
+neighbours, a PointNet token embedder (per-point MLPs 3-128-256, then 512-512-256), and a 12-layer ViT of width 384 with 6 heads.
 
 What the encoder hands on (`output`):
 * `all_tokens` (default): every final-normed token, `(batch, 1 + num_groups, hidden_size)`;
@@ -22,6 +22,8 @@ class XLLMPointBertConfig(PretrainedConfig):
     num_groups (`int`, defaults to 512): group centres chosen by farthest-point sampling.
     group_size (`int`, defaults to 32): nearest neighbours gathered around every centre.
     group_embedding_size (`int`, defaults to 256): width of the PointNet token embedder output.
+    pointnet_width (`int`, defaults to 512): width of the PointNet's second per-point MLP; its first MLP
+        outputs half of it (ULIP-2: 512, LAVIS `ulip_models/pointbert/dvae.py:177-192`). Narrower trains faster.
     position_embedding_size (`int`, defaults to 128): hidden width of the centre-position MLP.
     hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: the ViT sizes.
     qkv_bias (`bool`, defaults to False): ULIP-2's blocks have no query/key/value bias.
@@ -45,6 +47,7 @@ class XLLMPointBertConfig(PretrainedConfig):
     num_groups: int = 512
     group_size: int = 32
     group_embedding_size: int = 256
+    pointnet_width: int = 512
     position_embedding_size: int = 128
     hidden_size: int = 384
     num_hidden_layers: int = 12
@@ -68,6 +71,8 @@ class XLLMPointBertConfig(PretrainedConfig):
             raise ValueError(f"output must be one of {POINT_OUTPUTS}, got {self.output!r}")
         if self.in_channels not in (3, 6):
             raise ValueError(f"in_channels must be 3 (xyz) or 6 (xyz + rgb), got {self.in_channels}")
+        if self.pointnet_width < 2 or self.pointnet_width % 2 != 0:
+            raise ValueError(f"pointnet_width must be an even number of at least 2, got {self.pointnet_width}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by "

@@ -127,6 +127,7 @@ def config_from_shapes(
         projection_size=512 if projection is None else projection.shape[0],
         in_channels=state_dict["token_embedder.first_mlp.0.weight"].shape[1],
         group_embedding_size=state_dict["token_projection.weight"].shape[1],
+        pointnet_width=state_dict["token_embedder.second_mlp.0.weight"].shape[0],
         position_embedding_size=state_dict["position_embedder.0.weight"].shape[0],
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,

@@ -86,13 +86,14 @@ class PointNetTokenEmbedder(nn.Module):
 
     def __init__(self, config: XLLMPointBertConfig):
         super().__init__()
-        self.first_mlp = pointwise_mlp(config.in_channels, 128, 256)
-        self.second_mlp = pointwise_mlp(512, 512, config.group_embedding_size)
+        width = config.pointnet_width
+        self.first_mlp = pointwise_mlp(config.in_channels, 128, width // 2)
+        self.second_mlp = pointwise_mlp(width, width, config.group_embedding_size)
 
     def forward(self, groups: torch.Tensor) -> torch.Tensor:
         batch_size, num_groups, group_size, channels = groups.shape
         points = groups.reshape(batch_size * num_groups, group_size, channels).transpose(1, 2)
-        features = self.first_mlp(points)  # (batch * groups, 256, group_size)
+        features = self.first_mlp(points)  # (batch * groups, width / 2, group_size)
         pooled = features.max(dim=-1, keepdim=True).values.expand(-1, -1, group_size)
         features = self.second_mlp(
             torch.cat([pooled, features], dim=1)
