@@ -178,7 +178,12 @@ def test_the_margin_over_linear_is_a_target_only_at_an_equal_budget():
         ablation=_linear("alignment_only", 0.85), settings={"seed": 0, "ablation": "alignment_only"}
     )
     lines = "\n".join(target_lines(short))
-    assert "Q-Former +5.0 points over the linear ablation (alignment only)" in lines
+    assert (
+        "met: DisCRn in-distribution image_point_cloud: Q-Former above the linear ablation (alignment only)"
+        in lines
+    )
+    assert "[" in lines.split("(alignment only)")[1].split("\n")[0]  # the ablation's own figure and interval
+    assert "+5.0 points" in lines
     assert "at an equal budget (goal" not in lines
     not_run = markdown_report(short).split("## Not run in this report")[1]
     assert "300 alignment steps" in not_run and "xllm demo --full" in not_run

@@ -173,8 +173,8 @@ def _discrn_checks(test_set: str, pair: str, entry: dict, ablation: dict, diagno
             {
                 "name": f"{name} Q-Former above linear",
                 "met": gap > 0,
-                "text": f"{name}: Q-Former {100 * gap:+.1f} points over the linear ablation ({setting}) "
-                f"{percent(linear['x-llm'])}",
+                "text": f"{name}: Q-Former above the linear ablation ({setting}) {percent(linear['x-llm'])}: "
+                f"{100 * gap:+.1f} points",
             }
         )
         if test_set == "in_distribution" and ablation["setting"] == "equal_budget":
