@@ -130,6 +130,25 @@ def test_a_missed_wer_names_the_encoders_own_wer_and_cifs_token_count():
     assert "| held-out combinations | 30.0% | 20.0% [15.0, 25.0] | - | - | - |" in markdown
 
 
+def test_a_missed_motion_attribute_names_the_encoders_own_motion_reading_when_it_learned_motion():
+    report = _report(settings={"seed": 0, "ablation": "none", "video_time": True})
+    report["results"]["in_distribution"]["captioning"]["video"] = {
+        "cider": 1.0,
+        "attributes": {"direction": _accuracy(0.3), "speed": _accuracy(0.4)},
+        "examples": [],
+    }
+    report["diagnostics"] |= {
+        "encoder_video_in_distribution_direction": 0.97,
+        "encoder_video_in_distribution_speed": 0.6,
+    }
+    lines = "\n".join(target_lines(report))
+    assert (
+        "video direction 30.0% [25.0, 35.0], goal 95% (the encoder reads it at 97%: the interface loses it)"
+        in lines
+    )
+    assert "video speed 40.0% [35.0, 45.0], goal 95% (the stage-0 encoder itself reads it at 60%)" in lines
+
+
 @pytest.mark.parametrize("video_time", [True, False])
 def test_a_missed_motion_attribute_says_whether_the_video_interface_had_video_time(video_time):
     report = _report(settings={"seed": 0, "ablation": "none", "video_time": video_time})

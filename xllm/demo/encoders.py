@@ -31,6 +31,8 @@ from ..modeling_xllm.modeling_pointbert import XLLMPointBertModel
 from ..world.vocabulary import ATTRIBUTES
 from .settings import StepBudget
 
+# Video attributes that need several frames, learned by the vision stand-in with `DemoSettings.encoder_motion_videos`.
+MOTION_ATTRIBUTES = ("direction", "speed")
 # The part of each batch augmented unless `DemoSettings.encoder_augmented_fraction` names the encoder.
 DEFAULT_AUGMENTED_FRACTION = 0.5
 
@@ -129,6 +131,52 @@ class AttributeHeads(nn.Module):
         return {name: head(pooled) for name, head in self.heads.items()}
 
 
+class MotionHeads(nn.Module):
+    """Attributes of a video that only several frames show (direction, speed): a small MLP each over the
+    frames' [mean; max]-pooled encoder tokens, concatenated in frame order. An MLP, not a linear head: speed
+    is the size of a displacement, which no linear function of two positions gives."""
+
+    def __init__(self, width: int, frames: int, attributes: dict[str, tuple[str, ...]]):
+        super().__init__()
+        self.frames = frames
+        self.heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    nn.Linear(2 * width * frames, 256), nn.GELU(), nn.Linear(256, len(values))
+                )
+                for name, values in attributes.items()
+            }
+        )
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(videos * frames, tokens, width), frames of a video consecutive -> logits per attribute."""
+        pooled = torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)  # (videos * frames, 2 * width)
+        per_video = pooled.view(-1, self.frames * pooled.shape[-1])
+        return {name: head(per_video) for name, head in self.heads.items()}
+
+
+def motion_objective(
+    encoder: PreTrainedModel,
+    videos: torch.Tensor,
+    labels: dict[str, torch.Tensor],
+    batch_size: int,
+    seed: int,
+) -> tuple[MotionHeads, Callable[[], torch.Tensor]]:
+    """Heads for `labels` (direction, speed) over (videos, frames, 3, H, W) `videos`, and the loss of one
+    random batch of `batch_size` videos, for `pretrain_on_attributes(auxiliary=...)`."""
+    torch.manual_seed(seed)
+    attributes = {name: ATTRIBUTES["video"][name] for name in MOTION_ATTRIBUTES}
+    heads = MotionHeads(encoder.config.hidden_size, videos.shape[1], attributes)
+    order = np.random.default_rng([seed, 17])
+
+    def batch_loss() -> torch.Tensor:
+        chosen = torch.from_numpy(order.choice(len(videos), size=min(batch_size, len(videos)), replace=False))
+        logits = heads(encoder_tokens(encoder, videos[chosen].flatten(0, 1)))
+        return sum(nn.functional.cross_entropy(logits[name], labels[name][chosen]) for name in logits)
+
+    return heads, batch_loss
+
+
 def recoloured_images(
     pixel_values: torch.Tensor, generator: torch.Generator, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
@@ -195,6 +243,7 @@ def pretrain_on_attributes(
     augmentation: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     invariant_attributes: tuple[str, ...] = (),
     augmented_fraction: float = DEFAULT_AUGMENTED_FRACTION,
+    auxiliary: tuple[nn.Module, Callable[[], torch.Tensor]] | None = None,
 ) -> tuple[AttributeHeads, list[float]]:
     """Attribute classification on (items, *input) `inputs`; the encoder is frozen afterwards.
     Returns the heads (to measure held-out accuracy) and the loss per step.
@@ -202,12 +251,17 @@ def pretrain_on_attributes(
     With `augmentation`, the last `augmented_fraction` of every batch is augmented: `invariant_attributes`
     (those the augmentation leaves unchanged) are learned from the augmented part only, every other
     attribute from the untouched part only, so no invariant attribute is ever learned next to the
-    true value of the attributes the augmentation changes."""
+    true value of the attributes the augmentation changes.
+
+    `auxiliary` (heads, a function giving one batch's loss) is a second objective trained alongside, its
+    loss added at every step (the vision stand-in's motion: `motion_objective`)."""
     if not 0 < augmented_fraction < 1:
         raise ValueError(f"augmented_fraction must lie strictly between 0 and 1, got {augmented_fraction}")
     torch.manual_seed(seed)
     heads = AttributeHeads(encoder.config.hidden_size, attributes)
-    optimizer, schedule = _optimizer(list(encoder.parameters()) + list(heads.parameters()), budget)
+    auxiliary_heads, auxiliary_loss = auxiliary if auxiliary is not None else (nn.Module(), None)
+    parameters = [*encoder.parameters(), *heads.parameters(), *auxiliary_heads.parameters()]
+    optimizer, schedule = _optimizer(parameters, budget)
     order = np.random.default_rng([seed, 9])
     generator = torch.Generator().manual_seed(seed)
     losses = []
@@ -228,6 +282,8 @@ def pretrain_on_attributes(
                     target[untouched:] = -100
         logits = heads(encoder_tokens(encoder, batch))
         loss = sum(nn.functional.cross_entropy(logits[name], targets[name]) for name in attributes)
+        if auxiliary_loss is not None:
+            loss = loss + auxiliary_loss()
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -237,6 +293,7 @@ def pretrain_on_attributes(
             progress(step, loss.item())
     encoder.eval().requires_grad_(False)
     heads.eval()
+    auxiliary_heads.eval()
     return heads, losses
 
 
@@ -305,7 +362,11 @@ def ctc_collapse(frame_ids: list[int], blank: int = 0) -> list[int]:
 
 @torch.no_grad()
 def attribute_accuracy(
-    encoder: PreTrainedModel, heads: AttributeHeads, inputs: torch.Tensor, labels: dict[str, torch.Tensor]
+    encoder: PreTrainedModel,
+    heads: AttributeHeads | MotionHeads,
+    inputs: torch.Tensor,
+    labels: dict[str, torch.Tensor],
 ) -> dict[str, float]:
+    """Each head's accuracy on `inputs` (images, clouds, sounds; for `MotionHeads`, video frames flattened)."""
     logits = heads(encoder_tokens(encoder, inputs))
     return {name: (logits[name].argmax(-1) == labels[name]).float().mean().item() for name in logits}

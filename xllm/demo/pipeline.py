@@ -141,6 +141,8 @@ class Demo:
                 "lm": asdict(s.language_model),
                 "enc": {name: asdict(budget) for name, budget in s.encoders.items()},
                 "augmented": s.encoder_augmented_fraction,
+                # only when on, so that caches built before the option existed stay valid
+                **({"motion": s.encoder_motion_videos} if s.encoder_motion_videos else {}),
                 "speech": asdict(s.speech_encoder),
                 "modalities": s.modalities,
                 "comparisons": s.text_comparisons,
@@ -217,6 +219,13 @@ class Demo:
         }[name]()
         inputs = self.encoder_inputs(modality, train, processor)
         attributes = stage0_encoders.ATTRIBUTES[modality]
+        motion = None
+        if name == "vision" and self.settings.encoder_motion_videos:
+            video_train = world_items(world["video"]["train"], "video")
+            videos, labels = self.motion_inputs(video_train, processor)
+            motion = stage0_encoders.motion_objective(
+                encoder, videos, labels, self.settings.encoder_motion_videos, self.settings.stand_in_seed
+            )
         heads, losses = stage0_encoders.pretrain_on_attributes(
             encoder,
             inputs,
@@ -229,6 +238,7 @@ class Demo:
             augmented_fraction=self.settings.encoder_augmented_fraction.get(
                 name, stage0_encoders.DEFAULT_AUGMENTED_FRACTION
             ),
+            auxiliary=motion,
         )
         self.losses[f"stage 0: {name} encoder"] = losses
         # The encoder's own heads on every evaluation set: what the interface could read at best.
@@ -241,7 +251,21 @@ class Demo:
                 stage0_encoders.attribute_labels([i["attributes"] for i in items], modality),
             )
             diagnostics |= {f"encoder_{modality}_{evaluation_set}_{k}": v for k, v in accuracy.items()}
+        if motion is not None:  # the motion heads on every evaluation set's videos
+            for evaluation_set, items in self.stage0_evaluation_items(world, "video", video_train):
+                videos, labels = self.motion_inputs(items, processor)
+                accuracy = stage0_encoders.attribute_accuracy(
+                    encoder, motion[0], videos.flatten(0, 1), labels
+                )
+                diagnostics |= {f"encoder_video_{evaluation_set}_{k}": v for k, v in accuracy.items()}
         return encoder, diagnostics
+
+    @staticmethod
+    def motion_inputs(items: list[dict], processor: XLLMProcessor) -> tuple[torch.Tensor, dict]:
+        """The frames the video interface reads, (videos, frames, 3, H, W), and their direction and speed."""
+        videos = processor.prepare_media("video", [item["media"] for item in items])["pixel_values_videos"]
+        labels = stage0_encoders.attribute_labels([item["attributes"] for item in items], "video")
+        return videos, {name: labels[name] for name in stage0_encoders.MOTION_ATTRIBUTES}
 
     @staticmethod
     def encoder_augmentation(modality: str, processor: XLLMProcessor) -> dict:
