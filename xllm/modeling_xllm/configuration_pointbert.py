@@ -72,7 +72,9 @@ class XLLMPointBertConfig(PretrainedConfig):
         if self.in_channels not in (3, 6):
             raise ValueError(f"in_channels must be 3 (xyz) or 6 (xyz + rgb), got {self.in_channels}")
         if self.pointnet_width < 2 or self.pointnet_width % 2 != 0:
-            raise ValueError(f"pointnet_width must be an even number of at least 2, got {self.pointnet_width}")
+            raise ValueError(
+                f"pointnet_width must be an even number of at least 2, got {self.pointnet_width}"
+            )
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by "
