@@ -130,6 +130,14 @@ def test_stage_zero_is_not_reused_from_the_cache_when_the_augmented_fraction_cha
     assert default == Demo(DemoSettings(), tmp_path).stage0_folder()
 
 
+def test_stage_zero_cache_changes_with_the_motion_option_and_not_without_it(tmp_path):
+    default = Demo(DemoSettings(), tmp_path).stage0_folder()
+    assert Demo(DemoSettings(encoder_motion_videos=0), tmp_path).stage0_folder() == default
+    with_motion = Demo(DemoSettings(encoder_motion_videos=16), tmp_path).stage0_folder()
+    assert with_motion != default
+    assert Demo(DemoSettings(encoder_motion_videos=8), tmp_path).stage0_folder() not in (default, with_motion)
+
+
 def test_an_unknown_ablation_setting_is_refused_with_the_choices():
     with pytest.raises(
         ValueError,

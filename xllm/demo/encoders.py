@@ -117,6 +117,11 @@ def encoder_tokens(encoder: PreTrainedModel, inputs: torch.Tensor, **kwargs) -> 
     return encoder(**{encoder.main_input_name: inputs}, **kwargs).last_hidden_state
 
 
+def mean_max_pooled(tokens: torch.Tensor) -> torch.Tensor:
+    """(inputs, tokens, width) -> (inputs, 2 * width): what the stage-0 heads read of each input."""
+    return torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)
+
+
 class AttributeHeads(nn.Module):
     """One linear classifier per attribute over [mean; max] of the encoder tokens."""
 
@@ -127,7 +132,7 @@ class AttributeHeads(nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled = torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)
+        pooled = mean_max_pooled(tokens)
         return {name: head(pooled) for name, head in self.heads.items()}
 
 
@@ -150,7 +155,7 @@ class MotionHeads(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """(videos * frames, tokens, width), frames of a video consecutive -> logits per attribute."""
-        pooled = torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)  # (videos * frames, 2 * width)
+        pooled = mean_max_pooled(tokens)  # (videos * frames, 2 * width)
         per_video = pooled.view(-1, self.frames * pooled.shape[-1])
         return {name: head(per_video) for name, head in self.heads.items()}
 

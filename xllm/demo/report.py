@@ -42,15 +42,16 @@ def _attribute_cause(report: dict, evaluation_set: str, modality: str, name: str
     diagnostics = report["diagnostics"]
     encoder_modality = "image" if modality == "video" else modality  # video frames: the image encoder
     encoder = diagnostics.get(f"encoder_{encoder_modality}_{evaluation_set}_{name}")
-    # Motion, when the vision stand-in learned it (`DemoSettings.encoder_motion_videos`): its motion heads.
-    encoder = diagnostics.get(f"encoder_video_{evaluation_set}_{name}", encoder)
-    if modality == "video" and name in ("direction", "speed") and encoder is None:
-        if report.get("settings", {}).get("video_time"):
-            return (
-                "motion: the encoder sees single frames; the video interface reads both, each marked with "
-                "its time (video time), and has not learned to name the motion"
-            )
-        return "motion: frames are read one by one (no video time), the encoder sees single images"
+    if modality == "video" and name in ("direction", "speed"):
+        # Measured only when the vision stand-in learned motion (`DemoSettings.encoder_motion_videos`).
+        encoder = diagnostics.get(f"encoder_video_{evaluation_set}_{name}")
+        if encoder is None:
+            if report.get("settings", {}).get("video_time"):
+                return (
+                    "motion: the encoder sees single frames; the video interface reads both, each marked "
+                    "with its time (video time), and has not learned to name the motion"
+                )
+            return "motion: frames are read one by one (no video time), the encoder sees single images"
     if encoder is None:
         return "no encoder measure"
     if encoder < goal:

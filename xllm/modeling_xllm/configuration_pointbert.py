@@ -1,7 +1,8 @@
 """Configuration of the PointBERT point-cloud encoder as used by ULIP-2 (Xue et al., 2023).
 
 The defaults are the published ULIP-2 sizes: 8192 input points split into 512 groups of 32
-neighbours, a PointNet token embedder (per-point MLPs 3-128-256, then 512-512-256), and a 12-layer ViT of width 384 with 6 heads.
+neighbours, a PointNet token embedder (per-point MLPs 3-128-256, then 512-512-256), and a 12-layer
+ViT of width 384 with 6 heads.
 
 What the encoder hands on (`output`):
 * `all_tokens` (default): every final-normed token, `(batch, 1 + num_groups, hidden_size)`;
